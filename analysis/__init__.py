@@ -1,0 +1,43 @@
+"""Curvature and dynamics analysis for any ``loss_fn(params, *batch) -> scalar`` and params pytree.
+
+Every function takes the loss function, the parameters (any pytree: dicts, tuples, Flax NNX ``State``) and the
+data as positional arguments; data and parameters enter compiled code as arguments, never as constants.
+"""
+
+from analysis._objective import BlockSpec as BlockSpec
+from analysis._objective import layer_blocks as layer_blocks
+from analysis.condition import ConditionInfo as ConditionInfo
+from analysis.condition import condition_number as condition_number
+from analysis.curvature import GradientCurvature as GradientCurvature
+from analysis.curvature import gradient_curvature as gradient_curvature
+from analysis.density import SpectralDensity as SpectralDensity
+from analysis.density import spectral_density as spectral_density
+from analysis.density import wasserstein1_discrete as wasserstein1_discrete
+from analysis.hessian import dense_hessian as dense_hessian
+from analysis.hessian import hessian_spectrum as hessian_spectrum
+from analysis.hessian import hvp as hvp
+from analysis.hessian import num_params as num_params
+from analysis.lanczos import HessianEigs as HessianEigs
+from analysis.lanczos import hessian_eigs as hessian_eigs
+from analysis.trace import TraceEstimate as TraceEstimate
+from analysis.trace import hessian_trace as hessian_trace
+
+__all__ = [
+    "BlockSpec",
+    "ConditionInfo",
+    "GradientCurvature",
+    "HessianEigs",
+    "SpectralDensity",
+    "TraceEstimate",
+    "condition_number",
+    "dense_hessian",
+    "gradient_curvature",
+    "hessian_eigs",
+    "hessian_spectrum",
+    "hessian_trace",
+    "hvp",
+    "layer_blocks",
+    "num_params",
+    "spectral_density",
+    "wasserstein1_discrete",
+]

@@ -1,0 +1,110 @@
+"""Input validation shared by every analysis entry point.
+
+Two kinds of error (STYLE.md rule 9): what is known at trace time (structure, shapes, dtypes, settings) raises
+``TypeError``/``ValueError`` naming the offending value; finiteness of concrete arrays is checked once at the
+boundary, before anything is compiled, never inside an iterative loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+
+
+def leaf_paths(tree: PyTree) -> list[str]:
+    """Slash-separated path of every leaf, in ``tree_flatten`` order."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [jax.tree_util.keystr(path, simple=True, separator="/") or "<root>" for path, _ in flat]
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def check_params(params: PyTree) -> None:
+    """Parameters must be a non-empty pytree of finite floating-point arrays."""
+    leaves = jax.tree_util.tree_leaves(params)
+    if not leaves:
+        raise ValueError("params is an empty pytree; expected at least one floating-point array.")
+    for path, leaf in zip(leaf_paths(params), leaves):
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(
+                f"params leaf '{path}' has dtype {dtype}; expected a floating-point dtype "
+                "(curvature is undefined for integer parameters)."
+            )
+        if _is_concrete(leaf):
+            bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
+            if bad:
+                raise ValueError(f"params leaf '{path}' contains {bad} NaN/inf value(s); expected finite values.")
+
+
+def check_batch(batch: tuple, *, microbatched: bool) -> None:
+    """Every batch array must be non-empty along its leading axis and finite where floating."""
+    for i, arr in enumerate(batch):
+        for path, leaf in zip(leaf_paths(arr), jax.tree_util.tree_leaves(arr)):
+            name = f"batch[{i}]" + ("" if path == "<root>" else f" leaf '{path}'")
+            shape = jnp.shape(leaf)
+            if len(shape) == 0 and microbatched:
+                raise ValueError(f"{name} is a scalar; microbatched=True needs a leading microbatch axis.")
+            if len(shape) and shape[0] == 0:
+                raise ValueError(f"{name} has shape {shape}: the batch is empty; expected at least one example.")
+            if microbatched and len(shape) > 1 and shape[1] == 0:
+                raise ValueError(f"{name} has shape {shape}: the microbatches are empty.")
+            if _is_concrete(leaf) and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+                bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
+                if bad:
+                    raise ValueError(f"{name} contains {bad} NaN/inf value(s); expected finite data.")
+    if microbatched:
+        sizes = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batch)}
+        if len(sizes) > 1:
+            raise ValueError(f"microbatched batch arrays disagree on the number of microbatches: {sorted(sizes)}.")
+
+
+def check_scalar_loss(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool) -> None:
+    """``loss_fn(params, *batch)`` must return a real scalar (checked abstractly, nothing is computed)."""
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+    one = jax.tree_util.tree_map(lambda a: a[0], batch) if microbatched else batch
+    out = jax.eval_shape(loss_fn, params, *one)
+    if not hasattr(out, "shape") or out.shape != ():
+        shape = getattr(out, "shape", type(out).__name__)
+        raise ValueError(f"loss_fn must return a scalar; it returned shape {shape}.")
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(f"loss_fn must return a real floating-point scalar; it returned dtype {out.dtype}.")
+
+
+def check_like(v: PyTree, params: PyTree, name: str = "v") -> None:
+    """``v`` must have exactly the pytree structure and leaf shapes of ``params``."""
+    sv, sp = jax.tree_util.tree_structure(v), jax.tree_util.tree_structure(params)
+    if sv != sp:
+        raise ValueError(f"{name} has pytree structure {sv}; expected the structure of params, {sp}.")
+    for path, a, b in zip(leaf_paths(params), jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(params)):
+        if jnp.shape(a) != jnp.shape(b):
+            raise ValueError(f"{name} leaf '{path}' has shape {jnp.shape(a)}; expected {jnp.shape(b)}.")
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name}={value} is invalid; expected an integer >= {minimum}.")
+    return int(value)
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is invalid; expected one of {', '.join(map(repr, choices))}.")
+    return value
+
+
+def check_inputs(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool) -> None:
+    """All boundary checks of a ``loss_fn(params, *batch)`` call, in the order a user would fix them."""
+    check_params(params)
+    check_batch(batch, microbatched=microbatched)
+    check_scalar_loss(loss_fn, params, batch, microbatched=microbatched)

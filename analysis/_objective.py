@@ -1,0 +1,140 @@
+"""The flat objective every analysis routine works on.
+
+A user supplies ``loss_fn(params, *batch)`` and a params pytree. Inside a jitted routine this module turns them into
+functions of one flat vector ``theta`` (the selected block of parameters, in ``ravel_pytree`` order):
+``loss(theta)``, ``grad(theta)`` and ``hvp(theta, v)``. The data and the parameters outside the block are traced
+arguments of the enclosing ``jit``, so XLA never constant-folds them (STYLE.md rule 3).
+
+Microbatching: with ``microbatched=True`` every batch array carries a leading microbatch axis. Loss, gradient and
+Hessian-vector products are averaged over microbatches with ``lax.scan`` so only one microbatch is live at a time.
+The average equals the full-batch value when ``loss_fn`` is a mean over examples and the microbatches have equal
+size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+
+from analysis._checks import leaf_paths
+
+PyTree = Any
+BlockSpec = Union[None, str, Sequence[str], Callable[[str], bool]]
+
+
+def block_mask(params: PyTree, block: BlockSpec) -> list[bool]:
+    """Which leaves of ``params`` belong to ``block``.
+
+    ``block`` is None (all parameters), a path prefix such as ``"layers/0"`` (component-wise match against the
+    slash-separated leaf paths that :func:`analysis.layer_blocks` lists), a sequence of prefixes, or a predicate on
+    the path string.
+    """
+    paths = leaf_paths(params)
+    if block is None:
+        return [True] * len(paths)
+    if callable(block):
+        mask = [bool(block(p)) for p in paths]
+    else:
+        prefixes = [block] if isinstance(block, str) else list(block)
+        split = [tuple(p.strip("/").split("/")) for p in prefixes]
+        mask = [any(tuple(path.split("/"))[: len(s)] == s for s in split) for path in paths]
+    if not any(mask):
+        raise ValueError(f"block={block!r} selects no parameter; available leaf paths: {paths}.")
+    return mask
+
+
+def layer_blocks(params: PyTree) -> dict[str, tuple[str, ...]]:
+    """Group the leaves of ``params`` into layers: ``{layer_path: (leaf_path, ...)}``.
+
+    A layer is the parent path of its parameters (``layers/0`` for ``layers/0/kernel`` and ``layers/0/bias``);
+    Flax NNX's trailing ``/value`` is ignored. Each key is a valid ``block=`` argument.
+    """
+    groups: dict[str, list[str]] = {}
+    for path in leaf_paths(params):
+        parts = path.split("/")
+        if parts[-1] == "value" and len(parts) > 1:
+            parts = parts[:-1]
+        layer = "/".join(parts[:-1]) or parts[0]
+        groups.setdefault(layer, []).append(path)
+    return {k: tuple(v) for k, v in groups.items()}
+
+
+class FlatObjective(NamedTuple):
+    """Functions of the flat block vector; built inside a traced function, never returned from ``jit``."""
+
+    theta: jax.Array
+    unravel: Callable[[jax.Array], PyTree]
+    loss: Callable[[jax.Array], jax.Array]
+    grad: Callable[[jax.Array], jax.Array]
+    value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+    hvp: Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def _mean_over_microbatches(fn: Callable, batch: tuple) -> Any:
+    """Average ``fn(microbatch)`` over the leading axis with a scan (one microbatch live at a time)."""
+    count = jax.tree_util.tree_leaves(batch)[0].shape[0]
+    first = jax.tree_util.tree_map(lambda a: a[0], batch)
+    zero = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(fn, first))
+
+    def body(acc, mb):
+        return jax.tree_util.tree_map(jnp.add, acc, fn(mb)), None
+
+    total, _ = jax.lax.scan(body, zero, batch)
+    return jax.tree_util.tree_map(lambda t: t / count, total)
+
+
+def make_objective(
+    loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool = False, block: BlockSpec = None
+) -> FlatObjective:
+    """Build the flat objective of ``block`` (all parameters by default); call inside a traced function."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    mask = block_mask(params, block)
+    theta, unravel_block = ravel_pytree([leaf for leaf, m in zip(leaves, mask) if m])
+    fixed = [leaf for leaf, m in zip(leaves, mask) if not m]
+
+    def full_params(th: jax.Array) -> PyTree:
+        chosen, rest = iter(unravel_block(th)), iter(fixed)
+        return jax.tree_util.tree_unflatten(treedef, [next(chosen) if m else next(rest) for m in mask])
+
+    def unravel(th: jax.Array) -> PyTree:
+        """Block vector -> params-shaped pytree holding the block's entries (zeros elsewhere)."""
+        chosen = iter(unravel_block(th))
+        return jax.tree_util.tree_unflatten(
+            treedef, [next(chosen) if m else jnp.zeros_like(leaf) for leaf, m in zip(leaves, mask)]
+        )
+
+    def loss_one(th, *mb):
+        return loss_fn(full_params(th), *mb)
+
+    def vg_one(th, mb):
+        return jax.value_and_grad(loss_one)(th, *mb)
+
+    def hvp_one(th, v, mb):
+        return jax.jvp(lambda t: jax.grad(loss_one)(t, *mb), (th,), (v,))[1]
+
+    if microbatched:
+        def loss(th):
+            return _mean_over_microbatches(lambda mb: loss_one(th, *mb), batch)
+
+        def value_and_grad(th):
+            return _mean_over_microbatches(lambda mb: vg_one(th, mb), batch)
+
+        def hvp(th, v):
+            return _mean_over_microbatches(lambda mb: hvp_one(th, v, mb), batch)
+    else:
+        def loss(th):
+            return loss_one(th, *batch)
+
+        def value_and_grad(th):
+            return vg_one(th, batch)
+
+        def hvp(th, v):
+            return hvp_one(th, v, batch)
+
+    def grad(th):
+        return value_and_grad(th)[1]
+
+    return FlatObjective(theta, unravel, loss, grad, value_and_grad, hvp)

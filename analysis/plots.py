@@ -1,0 +1,82 @@
+"""Matplotlib (Agg) figures from analysis results. Plots never recompute anything; each returns a ``Figure``."""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def _fig(width: float = 6.0, height: float = 4.0) -> tuple[Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    return fig, ax
+
+
+def spectral_density_figure(
+    grid: np.ndarray,
+    density: np.ndarray,
+    *,
+    exact_eigenvalues: Optional[np.ndarray] = None,
+    sigma: Optional[float] = None,
+    title: str = "Hessian spectral density (SLQ)",
+) -> Figure:
+    """Log-scale density on ``grid``; the exact eigenvalues (if known) as a normalised histogram behind it."""
+    fig, ax = _fig()
+    floor = 1e-12
+    if exact_eigenvalues is not None:
+        ev = np.asarray(exact_eigenvalues)
+        ax.hist(ev, bins=120, range=(grid[0], grid[-1]), density=True, color="0.75", label=f"exact ({ev.size} eigenvalues)")
+    label = "SLQ" + (f", Gaussian width {sigma:.2g}" if sigma else "")
+    ax.plot(grid, np.maximum(density, floor), color="C0", lw=1.5, label=label)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=max(floor, float(np.max(density)) * 1e-9))
+    ax.set_xlabel("eigenvalue $\\lambda$ of the Hessian")
+    ax.set_ylabel("density (log scale)")
+    ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def eigenvalues_figure(values: np.ndarray, residuals: np.ndarray, *, title: str = "Extreme Hessian eigenvalues") -> Figure:
+    """Ritz values with error bars of their residual norms ``||Hv - lambda v||``."""
+    fig, ax = _fig()
+    values, residuals = np.asarray(values), np.asarray(residuals)
+    idx = np.arange(values.size)
+    ax.errorbar(idx, values, yerr=residuals, fmt="o", capsize=3)
+    ax.axhline(0.0, color="0.6", lw=0.8)
+    ax.set_xticks(idx)
+    ax.set_xlabel("Ritz pair (ascending)")
+    ax.set_ylabel("eigenvalue $\\lambda$ (bars: residual norm)")
+    ax.set_yscale("symlog", linthresh=max(1e-3, float(np.min(np.abs(values[values != 0]), initial=1.0))))
+    ax.set_title(title)
+    return fig
+
+
+def curves_figure(
+    steps: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    *,
+    ylabel: str,
+    title: str,
+    log: bool = False,
+    hlines: Sequence[tuple[float, str]] = (),
+    xlabel: str = "training step",
+) -> Figure:
+    """Several named series against a common x axis (step), optionally on a log y scale."""
+    fig, ax = _fig()
+    for name, y in curves.items():
+        ax.plot(np.asarray(steps)[: len(y)], np.asarray(y), label=name)
+    for value, name in hlines:
+        ax.axhline(value, ls="--", color="0.4", lw=1.0, label=name)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    return fig

@@ -1,0 +1,113 @@
+"""Stochastic Hessian trace estimates with standard errors: Hutchinson and Hutch++.
+
+Hutchinson (1989): ``tr(H) ~ mean_i z_i^T H z_i`` over Rademacher probes (matfree's ``monte_carlo_trace`` integrand
+and ``sampler_signs``). Hutch++ (Meyer, Musco, Musco & Woodruff 2021) spends a third of the products on a sketch
+``Q = orth(H S)``, takes ``tr(Q^T H Q)`` exactly and applies Hutchinson only to the deflated remainder
+``(I - QQ^T) H (I - QQ^T)``: with a decaying spectrum its variance is far lower at equal cost.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import matfree.stochtrace
+
+from analysis._checks import check_choice, check_inputs, check_positive_int
+from analysis._objective import BlockSpec, make_objective
+from analysis.hessian import num_params
+
+PyTree = Any
+METHODS = ("hutchinson", "hutch++")
+
+
+class TraceEstimate(NamedTuple):
+    """``estimate`` of ``tr(H)`` with its ``standard_error`` (sample std of the stochastic part / sqrt(probes))."""
+
+    estimate: jax.Array
+    standard_error: jax.Array
+    num_matvecs: int
+    method: str
+
+
+def hutchinson(matvec: Callable, key: jax.Array, like: jax.Array, num_probes: int, batch_size: int):
+    """Mean and standard error of ``z^T A z`` over ``num_probes`` Rademacher probes (products mapped, not vmapped
+    all at once, so memory stays at ``batch_size`` products)."""
+    probes = matfree.stochtrace.sampler_signs(like, num=num_probes)(key)
+    integrand = matfree.stochtrace.monte_carlo_trace()
+    samples = jax.lax.map(lambda z: integrand(matvec, z), probes, batch_size=batch_size)
+    return jnp.mean(samples), jnp.std(samples, ddof=1) / jnp.sqrt(num_probes)
+
+
+def hutch_plus_plus(matvec: Callable, key: jax.Array, like: jax.Array, num_matvecs: int, batch_size: int):
+    """Hutch++ with ``num_matvecs`` products: ``s`` sketch, ``s`` projected, the rest Hutchinson on the remainder."""
+    sketch = num_matvecs // 3
+    rest = num_matvecs - 2 * sketch
+    k_sketch, k_probe = jax.random.split(key)
+    S = matfree.stochtrace.sampler_signs(like, num=sketch)(k_sketch)  # (s, n)
+    Y = jax.lax.map(matvec, S, batch_size=batch_size)
+    Q, _ = jnp.linalg.qr(Y.T)  # (n, s) orthonormal basis of range(H S)
+    AQ = jax.lax.map(matvec, Q.T, batch_size=batch_size)  # (s, n)
+    top = jnp.sum(Q.T * AQ)
+
+    def deflate(z):
+        return z - Q @ (Q.T @ z)
+
+    mean, sem = hutchinson(lambda z: deflate(matvec(deflate(z))), k_probe, like, rest, batch_size)
+    return top + mean, sem
+
+
+@functools.partial(
+    jax.jit, static_argnames=("loss_fn", "num_matvecs", "method", "microbatched", "block", "batch_size")
+)
+def _hessian_trace(loss_fn, params, batch, key, num_matvecs, method, microbatched, block, batch_size):
+    obj = make_objective(loss_fn, params, batch, microbatched=microbatched, block=block)
+    matvec = functools.partial(obj.hvp, obj.theta)
+    if method == "hutchinson":
+        return hutchinson(matvec, key, obj.theta, num_matvecs, batch_size)
+    return hutch_plus_plus(matvec, key, obj.theta, num_matvecs, batch_size)
+
+
+def hessian_trace(
+    loss_fn: Callable,
+    params: PyTree,
+    *batch: Any,
+    num_matvecs: int = 30,
+    key: Optional[jax.Array] = None,
+    method: str = "hutch++",
+    microbatched: bool = False,
+    block: BlockSpec = None,
+    batch_size: int = 8,
+) -> TraceEstimate:
+    """Estimate ``tr(H)`` with ``num_matvecs`` Hessian-vector products, with a standard error.
+
+    Args:
+      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`.
+      num_matvecs: total Hessian-vector products (Hutch++ needs at least 3 and spends them in thirds; with fewer
+        than two stochastic probes no standard error exists, so Hutchinson needs at least 2, Hutch++ at least 4).
+      key: PRNG key (default ``PRNGKey(0)``).
+      method: ``"hutchinson"`` or ``"hutch++"``.
+      batch_size: products vectorised at a time.
+
+    Returns:
+      :class:`TraceEstimate`. The estimate is unbiased; the true trace lies within 3 standard errors in about 99%
+      of runs.
+
+    Example:
+      >>> loss = lambda w: 0.5 * jnp.sum(jnp.arange(1.0, 5.0) * w**2)
+      >>> float(hessian_trace(loss, jnp.ones(4), num_matvecs=12).estimate)
+      10.0
+    """
+    check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    method = check_choice(method, "method", METHODS)
+    minimum = 2 if method == "hutchinson" else 4
+    num_matvecs = check_positive_int(num_matvecs, "num_matvecs", minimum=minimum)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    n = num_params(params, block)
+    if method == "hutch++" and num_matvecs // 3 > n:
+        raise ValueError(f"num_matvecs={num_matvecs}: the Hutch++ sketch of {num_matvecs // 3} exceeds n={n}.")
+    key = jax.random.PRNGKey(0) if key is None else key
+    est, sem = _hessian_trace(loss_fn, params, batch, key, num_matvecs, method, microbatched, block, batch_size)
+    return TraceEstimate(est, sem, num_matvecs, method)
