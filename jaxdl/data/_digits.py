@@ -1,7 +1,4 @@
-"""Data sets shipped with packages or generated in code; nothing is downloaded.
-
-Every loader validates its settings and returns plain ``jax.Array`` splits in a :class:`Dataset`.
-"""
+"""scikit-learn's shipped digits, the XOR points, and deterministic minibatching."""
 
 from __future__ import annotations
 

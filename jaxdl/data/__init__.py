@@ -1,0 +1,14 @@
+"""Data sets shipped with packages or generated in code; nothing is downloaded at run time.
+
+Every loader validates its settings and returns plain ``jax.Array`` values. One private module per kind of data;
+the public names are re-exported here.
+"""
+
+from jaxdl.data._digits import Dataset as Dataset
+from jaxdl.data._digits import digits as digits
+from jaxdl.data._digits import digits_binarized as digits_binarized
+from jaxdl.data._digits import digits_full as digits_full
+from jaxdl.data._digits import minibatches as minibatches
+from jaxdl.data._digits import xor as xor
+
+# Further data modules re-export their public names below, one line per name.
