@@ -62,7 +62,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation) 
         loss, grads = jax.value_and_grad(loss_fn)(state.params, *batch)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        return TrainState(params, opt_state, state.step + 1), {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return TrainState(params, opt_state, state.step + 1), {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     return train_step
 

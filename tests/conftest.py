@@ -1,0 +1,58 @@
+"""Shared fixtures: a quadratic with a prescribed spectrum and a trained digits MLP with its exact Hessian."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdl.data import digits_full
+from jaxdl.models import MLP, split
+from jaxdl.train import init_state, make_optimizer, make_train_step, softmax_cross_entropy
+
+# A spectrum with negative, exactly zero (repeated) and positive eigenvalues.
+SPECTRUM = np.concatenate([np.linspace(-4.0, -0.5, 8), np.zeros(6), np.geomspace(1e-2, 50.0, 66)])
+
+
+def quadratic_problem(seed: int, dtype):
+    """``loss(p, A) = 1/2 p^T A p + b^T p`` with ``A = Q diag(SPECTRUM) Q^T``: its Hessian is exactly ``A``."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((SPECTRUM.size, SPECTRUM.size)))
+    a = (q * SPECTRUM) @ q.T
+    a = 0.5 * (a + a.T)
+    b = rng.standard_normal(SPECTRUM.size)
+
+    def loss(params, amat, bvec):
+        w = params["w"]
+        return 0.5 * w @ amat @ w + bvec @ w
+
+    params = {"w": jnp.asarray(rng.standard_normal(SPECTRUM.size), dtype)}
+    return loss, params, jnp.asarray(a, dtype), jnp.asarray(b, dtype)
+
+
+@pytest.fixture(scope="session")
+def digits_mlp():
+    """The digits MLP 64-32-32-10 (tanh) after 200 full-batch SGD steps (lr 0.5) on 512 digits, in float32 and
+    float64 (the same parameter values), with the exact float64 spectrum of that Hessian as the reference."""
+    x, y = digits_full()
+    x, y = x[:512], y[:512]
+    apply, params = split(MLP([64, 32, 32, 10], rngs=nnx.Rngs(0)))
+    loss = softmax_cross_entropy(apply)
+    opt = make_optimizer("sgd", 0.5)
+    step = make_train_step(loss, opt)
+    state = init_state(params, opt)
+    for _ in range(200):
+        state, _ = step(state, x, y)
+    p32 = state.params
+    with jax.enable_x64(True):
+        apply64, _ = split(MLP([64, 32, 32, 10], rngs=nnx.Rngs(0), dtype=jnp.float64))
+        loss64 = softmax_cross_entropy(apply64)
+        p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), p32)
+        x64, y64 = jnp.asarray(np.asarray(x), jnp.float64), y
+        from analysis import hessian_spectrum
+
+        exact = np.asarray(hessian_spectrum(loss64, p64, x64, y64, block_size=256))
+    return {"loss32": loss, "p32": p32, "x32": x, "y": y, "loss64": loss64, "p64": p64, "x64": x64,
+            "exact": exact}

@@ -1,0 +1,100 @@
+"""Lanczos eigenpairs against the dense eigendecomposition (jnp.linalg.eigh)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import analysis
+from tests.conftest import SPECTRUM, quadratic_problem
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("x64", [False, True])
+def test_quadratic_top_and_bottom(seed, x64):
+    tol = 1e-10 if x64 else 1e-5
+    with jax.enable_x64(x64):
+        loss, params, a, b = quadratic_problem(seed, jnp.float64 if x64 else jnp.float32)
+        ref = np.sort(SPECTRUM)
+        res = analysis.hessian_eigs(loss, params, a, b, k=5, which="both", num_matvecs=60,
+                                    key=jax.random.PRNGKey(seed))
+        got = np.asarray(res.eigenvalues, np.float64)
+        want = np.concatenate([ref[:5], ref[-5:]])
+        np.testing.assert_allclose(got, want, rtol=tol)
+        assert np.all(np.asarray(res.residuals) < (1e-8 if x64 else 1e-3))
+
+
+def test_quadratic_magnitude_and_vectors():
+    loss, params, a, b = quadratic_problem(3, jnp.float32)
+    res = analysis.hessian_eigs(loss, params, a, b, k=3, which="magnitude", num_matvecs=60, return_vectors=True)
+    want = np.sort(SPECTRUM[np.argsort(-np.abs(SPECTRUM))[:3]])
+    np.testing.assert_allclose(np.asarray(res.eigenvalues), want, rtol=1e-5)
+    vecs = res.eigenvectors["w"]
+    assert vecs.shape == (3, SPECTRUM.size)
+    # Each returned vector is a unit eigenvector: A v = lambda v, and the reported residual is that norm.
+    r = jnp.linalg.norm(vecs @ a - res.eigenvalues[:, None] * vecs, axis=1)
+    np.testing.assert_allclose(np.asarray(r), np.asarray(res.residuals), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(jnp.linalg.norm(vecs, axis=1)), 1.0, rtol=1e-5)
+
+
+def test_digits_mlp_float32(digits_mlp):
+    d = digits_mlp
+    exact = d["exact"]
+    norm = np.abs(exact).max()
+    top = analysis.hessian_eigs(d["loss32"], d["p32"], d["x32"], d["y"], k=5, which="largest")
+    np.testing.assert_allclose(np.asarray(top.eigenvalues, np.float64), exact[-5:], rtol=1e-5)
+    bottom = analysis.hessian_eigs(d["loss32"], d["p32"], d["x32"], d["y"], k=5, which="smallest", num_matvecs=200)
+    # float32 products carry errors of about eps * ||H||, so tiny negative eigenvalues are checked normwise:
+    # |lambda - lambda_ref| <= 1e-5 ||H||_2.
+    err = np.abs(np.asarray(bottom.eigenvalues, np.float64) - exact[:5])
+    assert err.max() <= 1e-5 * norm, (err, norm)
+
+
+def test_digits_mlp_float64(digits_mlp):
+    d = digits_mlp
+    exact = d["exact"]
+    with jax.enable_x64(True):
+        res = analysis.hessian_eigs(d["loss64"], d["p64"], d["x64"], d["y"], k=5, which="both", num_matvecs=200)
+        got = np.asarray(res.eigenvalues)
+    np.testing.assert_allclose(got, np.concatenate([exact[:5], exact[-5:]]), rtol=1e-10)
+
+
+def test_same_key_same_bits_and_no_retrace():
+    loss, params, a, b = quadratic_problem(0, jnp.float32)
+    from analysis.lanczos import _hessian_eigs
+
+    r1 = analysis.hessian_eigs(loss, params, a, b, k=2, num_matvecs=30, key=jax.random.PRNGKey(7))
+    size = _hessian_eigs._cache_size()
+    r2 = analysis.hessian_eigs(loss, params, a, b, k=2, num_matvecs=30, key=jax.random.PRNGKey(7))
+    assert _hessian_eigs._cache_size() == size
+    np.testing.assert_array_equal(np.asarray(r1.eigenvalues), np.asarray(r2.eigenvalues))
+    np.testing.assert_array_equal(np.asarray(r1.residuals), np.asarray(r2.residuals))
+
+
+def test_runs_inside_user_jit():
+    loss, params, a, b = quadratic_problem(1, jnp.float32)
+
+    @jax.jit
+    def top(p, a, b):
+        return analysis.hessian_eigs(loss, p, a, b, k=1, num_matvecs=40).eigenvalues
+
+    np.testing.assert_allclose(np.asarray(top(params, a, b)), [SPECTRUM.max()], rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"k": 0}, "k=0"),
+        ({"k": 81}, "k=81.*n=80"),
+        ({"k": 41, "which": "both"}, "82 eigenpairs"),
+        ({"k": 5, "num_matvecs": 4}, "num_matvecs=4"),
+        ({"k": 5, "num_matvecs": 81}, "num_matvecs=81 exceeds"),
+        ({"which": "top"}, "which='top'"),
+    ],
+)
+def test_bad_settings(kwargs, match):
+    loss, params, a, b = quadratic_problem(0, jnp.float32)
+    with pytest.raises(ValueError, match=match):
+        analysis.hessian_eigs(loss, params, a, b, **kwargs)
