@@ -1,0 +1,81 @@
+"""Small helpers shared by the feedforward-family experiments (XOR, universal approximation, depth, dropout,
+autoencoders): full-batch training inside one ``lax.scan``, seeds stacked for ``vmap``, and figure scaffolding.
+
+``jaxdl.train.make_train_step`` is one jitted step per Python call; these experiments train dozens of small
+networks for thousands of steps, so the whole loop is scanned and the networks are vmapped instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import optax
+from flax import nnx
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PyTree = Any
+
+
+def fit(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
+    """``steps`` full-batch optimizer steps of ``loss_fn(params, *batch)`` in one ``lax.scan``.
+
+    Returns ``(params, losses)``: the final parameters and the loss before each step. Not jitted here, so callers
+    can ``jax.vmap`` it over stacked parameters and jit the result once.
+    """
+
+    def step(carry, _):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), loss
+
+    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
+    return params, losses
+
+
+def stack(trees: Sequence[PyTree]) -> PyTree:
+    """Stack a list of identically shaped pytrees along a new leading axis (one network per seed, for vmap)."""
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def init_stack(params: PyTree, key: jax.Array, num: int) -> PyTree:
+    """``num`` fresh initialisations of the ``nnx.Linear`` parameters in ``params``, stacked on a leading axis.
+
+    Kernels are drawn as Flax's ``nnx.Linear`` default does (LeCun normal, ``lecun_normal()``) and biases are zero,
+    so this equals building ``num`` models with different seeds, at the cost of one compiled function instead of
+    ``num`` eager constructions.
+    """
+    init = nnx.initializers.lecun_normal()
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+
+    def one(k):
+        new = []
+        for i, (path, leaf) in enumerate(leaves):
+            is_kernel = "kernel" in jax.tree_util.keystr(path)
+            new.append(init(jax.random.fold_in(k, i), leaf.shape, leaf.dtype) if is_kernel
+                       else jnp.zeros(leaf.shape, leaf.dtype))
+        return jax.tree_util.tree_unflatten(treedef, new)
+
+    return jax.jit(jax.vmap(one))(jax.random.split(key, num))
+
+
+def unstack(tree: PyTree, index: int) -> PyTree:
+    """The ``index``-th member of a stacked pytree."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
+
+
+def figure(ncols: int = 1, *, width: float = 5.0, height: float = 3.8):
+    """A constrained-layout figure with ``ncols`` axes side by side."""
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), layout="constrained", squeeze=False)
+    return fig, list(axes[0])
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x``."""
+    lx, ly = jnp.log(jnp.asarray(x, jnp.float32)), jnp.log(jnp.asarray(y, jnp.float32))
+    return float(jnp.polyfit(lx, ly, 1)[0])

@@ -1,0 +1,183 @@
+"""XOR (Deep Learning sec. 6.1): a linear model cannot learn it; one hidden ReLU layer can.
+
+Measured: the least-squares linear model's outputs (1/2 everywhere, in closed form), the book's hand-set ReLU network
+(outputs exactly [0, 1, 1, 0]), MLPs trained from many seeds (fraction that solve it), and the perceptron (the
+learning rule, from many starts, and a dense search over linear separators: never more than 3 of 4 correct).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxdl.data import xor
+from jaxdl.experiments._feedforward import figure, fit, stack
+from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.models import MLP, Perceptron, least_squares_fit, perceptron_fit, split
+
+CLAIM = ("Deep Learning sec. 6.1: the least-squares linear model outputs 1/2 on every XOR point and a perceptron gets "
+         "at most 3 of 4 right, while the ReLU network W=[[1,1],[1,1]], c=[0,-1], w=[1,-2], b=0 outputs exactly "
+         "[0,1,1,0] and a trained MLP solves XOR.")
+
+
+def book_relu_network(dtype=jnp.float32):
+    """``(apply, params)`` of the book's XOR solution: ``f(x) = w^T max(0, W^T x + c) + b`` (eq. 6.3 with the
+    parameters under fig. 6.3), as a :class:`jaxdl.models.MLP` ``[2, 2, 1]`` with ReLU."""
+    apply, params = split(MLP([2, 2, 1], activation="relu", rngs=nnx.Rngs(0), dtype=dtype))
+    values = {
+        "layers": {
+            0: {"kernel": jnp.array([[1.0, 1.0], [1.0, 1.0]], dtype), "bias": jnp.array([0.0, -1.0], dtype)},
+            1: {"kernel": jnp.array([[1.0], [-2.0]], dtype), "bias": jnp.array([0.0], dtype)},
+        }
+    }
+    nnx.replace_by_pure_dict(params, values)
+    return apply, params
+
+
+def _mse(apply):
+    def loss_fn(params, x, y):
+        return jnp.mean((apply(params, x)[:, 0] - y) ** 2)
+
+    return loss_fn
+
+
+def train_mlps(width: int, activation: str, seeds: int, steps: int, seed: int = 0):
+    """Train ``seeds`` MLPs ``[2, width, 1]`` on XOR (MSE, Adam 0.05, full batch), vmapped; returns
+    ``(apply, stacked_params, outputs (seeds, 4))``."""
+    x, y = xor()
+    models = [MLP([2, width, 1], activation=activation, rngs=nnx.Rngs(seed * 1000 + s)) for s in range(seeds)]
+    apply, _ = split(models[0])
+    params = stack([split(m)[1] for m in models])
+    train = jax.jit(jax.vmap(lambda p: fit(_mse(apply), optax.adam(0.05), p, x, y, steps=steps)[0]))
+    trained = train(params)
+    outputs = jax.vmap(lambda p: apply(p, x)[:, 0])(trained)
+    return apply, trained, outputs
+
+
+@jax.jit(static_argnames=("num_separators",))
+def _search(num_separators: int, key: jax.Array) -> jax.Array:
+    x, y = xor()
+    wb = jax.random.normal(key, (num_separators, 3))
+    return jnp.sum(((x @ wb[:, :2].T + wb[:, 2]) > 0) == (y[:, None] > 0.5), axis=0)
+
+
+def perceptron_search(num_separators: int, key: jax.Array) -> tuple[int, int]:
+    """Largest number of XOR points any of ``num_separators`` random threshold units classifies correctly, and how
+    many units reach it (``w, b ~ N(0, 1)``; the sign pattern is all that matters)."""
+    correct = _search(num_separators, key)
+    best = int(jnp.max(correct))
+    return best, int(jnp.sum(correct == best))
+
+
+@register("xor", "sec. 6.1: linear models fail on XOR (1/2 everywhere; perceptron <= 3/4), a ReLU network solves it")
+def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+    seeds, steps, starts, separators = (8, 400, 8, 20_000) if quick else (50, 2000, 64, 1_000_000)
+    # Quick mode trains one configuration: each extra width costs a compilation of seconds.
+    configs = ((8, "relu"),) if quick else ((2, "relu"), (8, "relu"), (8, "tanh"))
+    key = jax.random.PRNGKey(seed)
+    with jax.enable_x64(True):
+        x64, y64 = xor(jnp.float64)
+        w_ls, b_ls = least_squares_fit(x64, y64)
+        ls_out = np.asarray(x64 @ w_ls + b_ls)
+        apply_book, params_book = book_relu_network(jnp.float64)
+        book_out = np.asarray(apply_book(params_book, x64)[:, 0])
+        hidden = np.asarray(jax.nn.relu(x64 @ jnp.ones((2, 2)) + jnp.array([0.0, -1.0])))
+    ls_dev = float(np.max(np.abs(ls_out - 0.5)))
+    book_dev = float(np.max(np.abs(book_out - np.array([0.0, 1.0, 1.0, 0.0]))))
+
+    x, y = xor()
+    solved = {}
+    outputs = {}
+    for width, act in configs:
+        _, _, out = train_mlps(width, act, seeds, steps, seed)
+        outputs[f"{act}-{width}"] = np.asarray(out)
+        solved[f"{act}-{width}"] = float(jnp.mean(jnp.all(jnp.abs(out - y) < 0.1, axis=1)))
+
+    # Perceptron: the learning rule from many random starts, and a dense random search over separators.
+    k_start, k_search = jax.random.split(key)
+    _, template = split(Perceptron(2, rngs=nnx.Rngs(0)))
+    starts_wb = jax.random.normal(k_start, (starts, 3))
+
+    def rule_from(wb):
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, leaf: (wb[:2, None] if "kernel" in str(path) else wb[2:]).astype(leaf.dtype), template)
+        return perceptron_fit(params, x, y, epochs=50).best_accuracy
+
+    rule_best = np.asarray([float(rule_from(wb)) for wb in starts_wb])
+    search_best, search_count = perceptron_search(separators, k_search)
+
+    metrics = {
+        "least_squares": {"w": np.asarray(w_ls).tolist(), "b": float(b_ls), "outputs": ls_out.tolist(),
+                          "max_abs_deviation_from_half": ls_dev},
+        "book_relu_network": {"outputs": book_out.tolist(), "max_abs_error": book_dev,
+                              "hidden_representation": hidden.tolist()},
+        "trained_mlp_fraction_solved": solved,
+        "trained_mlp_seeds": seeds,
+        "trained_mlp_steps": steps,
+        "perceptron_rule_best_accuracy": float(rule_best.max()),
+        "perceptron_rule_starts": int(rule_best.size),
+        "perceptron_search_best_correct": search_best,
+        "perceptron_search_separators": separators,
+        "perceptron_search_count_at_best": search_count,
+    }
+    passed = (ls_dev < 1e-12 and book_dev == 0.0 and max(solved.values()) >= 0.9
+              and rule_best.max() <= 0.75 and search_best == 3)
+    verdict = (f"Least squares: w = {np.round(np.asarray(w_ls), 12).tolist()}, b = {float(b_ls):.12f}, outputs within "
+               f"{ls_dev:.1e} of 1/2. Book ReLU network outputs {book_out.tolist()} (max error {book_dev:.1e}). "
+               f"Trained MLPs solving XOR (all outputs within 0.1) over {seeds} seeds: "
+               + ", ".join(f"{k} {v:.0%}" for k, v in solved.items())
+               + f". Perceptron: best accuracy of the learning rule from {rule_best.size} starts {rule_best.max():.2f}; "
+               f"best of {separators:,} random separators {search_best}/4 correct.")
+    return ExperimentResult("xor", CLAIM, bool(passed), verdict, metrics, *_figures(apply_book, params_book, hidden,
+                                                                                   w_ls, b_ls, outputs, solved))
+
+
+def _figures(apply_book, params_book, hidden, w_ls, b_ls, outputs, solved):
+    grid = np.linspace(-0.25, 1.25, 121)
+    gx, gy = np.meshgrid(grid, grid)
+    pts = np.stack([gx.ravel(), gy.ravel()], 1)
+    x, y = (np.asarray(a) for a in xor())
+    fig, axes = figure(3, width=4.2)
+    with jax.enable_x64(True):
+        book = np.asarray(apply_book(params_book, jnp.asarray(pts))[:, 0]).reshape(gx.shape)
+    linear = (pts @ np.asarray(w_ls) + float(b_ls)).reshape(gx.shape)
+    for ax, surface, title in ((axes[0], linear, "least-squares linear model"), (axes[1], book, "book's ReLU network")):
+        im = ax.contourf(gx, gy, surface, levels=np.linspace(-0.5, 1.5, 21), cmap="coolwarm")
+        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=80, vmin=-0.5, vmax=1.5)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_title(title)
+    fig.colorbar(im, ax=axes[:2], label="model output $f(x)$")
+    axes[2].scatter(hidden[:, 0], hidden[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=80)
+    for (h1, h2), label in zip(hidden, ["(0,0)", "(0,1)", "(1,0)", "(1,1)"]):
+        axes[2].annotate(label, (h1, h2), textcoords="offset points", xytext=(6, 6))
+    axes[2].plot([0.5, 2.0], [0.0, 0.75], "k--", lw=1, label="$h_1 - 2h_2 = 1/2$")
+    axes[2].set_xlabel("$h_1$")
+    axes[2].set_ylabel("$h_2$")
+    axes[2].set_title("learned space $h = \\max(0, W^T x + c)$")
+    axes[2].legend(loc="upper left")
+
+    fig2, (ax,) = figure(1, width=6)
+    names = list(outputs)
+    for i, name in enumerate(names):
+        out = outputs[name]
+        err = np.max(np.abs(out - y), axis=1)
+        ax.scatter(np.full(err.shape, i) + np.linspace(-0.2, 0.2, err.size), np.maximum(err, 1e-6), s=12,
+                   label=f"{name}: {solved[name]:.0%} solved")
+    ax.axhline(0.1, color="k", ls="--", lw=1, label="solved threshold 0.1")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden layer (activation-width)")
+    ax.set_ylabel("max |f(x) - y| over the 4 points (log)")
+    ax.set_title("trained MLPs on XOR, one dot per seed")
+    ax.legend(fontsize=8)
+    figures = {"xor_surfaces": fig, "xor_trained_mlps": fig2}
+    captions = {
+        "xor_surfaces": "Left: the least-squares linear model is 1/2 everywhere. Middle: the book's ReLU network. "
+                        "Right: in the hidden space (0,1) and (1,0) coincide and a line separates the classes.",
+        "xor_trained_mlps": "Worst-case error of MLPs trained from different seeds (Adam, MSE, full batch).",
+    }
+    return figures, captions
