@@ -26,26 +26,41 @@ def _is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+@jax.jit
+def _nonfinite_counts(leaves: list) -> list:
+    return [jnp.sum(~jnp.isfinite(leaf)) for leaf in leaves]
+
+
+def _check_finite(names: list[str], leaves: list, template: str, what: str) -> None:
+    """Count NaN/inf on the device (one small transfer, no copy of the arrays to the host)."""
+    concrete = [(n, leaf) for n, leaf in zip(names, leaves) if _is_concrete(leaf)]
+    if not concrete:
+        return
+    counts = jax.device_get(_nonfinite_counts([leaf for _, leaf in concrete]))
+    for (name, _), bad in zip(concrete, counts):
+        if bad:
+            raise ValueError(f"{template.format(name)} contains {int(bad)} NaN/inf value(s); expected finite {what}.")
+
+
 def check_params(params: PyTree) -> None:
     """Parameters must be a non-empty pytree of finite floating-point arrays."""
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         raise ValueError("params is an empty pytree; expected at least one floating-point array.")
-    for path, leaf in zip(leaf_paths(params), leaves):
+    paths = leaf_paths(params)
+    for path, leaf in zip(paths, leaves):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(
                 f"params leaf '{path}' has dtype {dtype}; expected a floating-point dtype "
                 "(curvature is undefined for integer parameters)."
             )
-        if _is_concrete(leaf):
-            bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
-            if bad:
-                raise ValueError(f"params leaf '{path}' contains {bad} NaN/inf value(s); expected finite values.")
+    _check_finite(paths, leaves, "params leaf '{}'", "values")
 
 
 def check_batch(batch: tuple, *, microbatched: bool) -> None:
     """Every batch array must be non-empty along its leading axis and finite where floating."""
+    names, floats = [], []
     for i, arr in enumerate(batch):
         for path, leaf in zip(leaf_paths(arr), jax.tree_util.tree_leaves(arr)):
             name = f"batch[{i}]" + ("" if path == "<root>" else f" leaf '{path}'")
@@ -56,10 +71,10 @@ def check_batch(batch: tuple, *, microbatched: bool) -> None:
                 raise ValueError(f"{name} has shape {shape}: the batch is empty; expected at least one example.")
             if microbatched and len(shape) > 1 and shape[1] == 0:
                 raise ValueError(f"{name} has shape {shape}: the microbatches are empty.")
-            if _is_concrete(leaf) and jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-                bad = int(np.size(leaf) - np.count_nonzero(np.isfinite(np.asarray(leaf))))
-                if bad:
-                    raise ValueError(f"{name} contains {bad} NaN/inf value(s); expected finite data.")
+            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
+                names.append(name)
+                floats.append(leaf)
+    _check_finite(names, floats, "{}", "data")
     if microbatched:
         sizes = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batch)}
         if len(sizes) > 1:
@@ -71,12 +86,35 @@ def check_scalar_loss(loss_fn: Callable, params: PyTree, batch: tuple, *, microb
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
     one = jax.tree_util.tree_map(lambda a: a[0], batch) if microbatched else batch
-    out = jax.eval_shape(loss_fn, params, *one)
+    out = _output_shape(loss_fn, params, one)
     if not hasattr(out, "shape") or out.shape != ():
         shape = getattr(out, "shape", type(out).__name__)
         raise ValueError(f"loss_fn must return a scalar; it returned shape {shape}.")
     if not jnp.issubdtype(out.dtype, jnp.floating):
         raise TypeError(f"loss_fn must return a real floating-point scalar; it returned dtype {out.dtype}.")
+
+
+_SHAPE_CACHE: dict = {}
+
+
+def _output_shape(loss_fn: Callable, params: PyTree, batch: tuple):
+    """``jax.eval_shape`` of the loss, cached per (function, structure, shapes, dtypes): tracing a Flax model on
+    every call would cost more than a Hessian-vector product."""
+
+    def spec(tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+
+    try:
+        key = (loss_fn, spec(params), spec(batch))
+        hash(key)
+    except TypeError:
+        return jax.eval_shape(loss_fn, params, *batch)
+    if key not in _SHAPE_CACHE:
+        if len(_SHAPE_CACHE) > 256:
+            _SHAPE_CACHE.clear()
+        _SHAPE_CACHE[key] = jax.eval_shape(loss_fn, params, *batch)
+    return _SHAPE_CACHE[key]
 
 
 def check_like(v: PyTree, params: PyTree, name: str = "v") -> None:

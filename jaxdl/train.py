@@ -84,3 +84,133 @@ def accuracy(apply: Callable) -> Callable:
         return jnp.mean(jnp.argmax(apply(params, x), axis=-1) == y)
 
     return accuracy_fn
+
+
+def make_monitored_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, monitor) -> Callable:
+    """A jitted ``step(state, monitor_state, *batch) -> (state, monitor_state, record)``.
+
+    The gradient comes from the monitor's linearisation (no second gradient); the loss after the update is
+    evaluated on the same batch so that the eq. 8.10 prediction and the actual change compare like for like.
+    """
+
+    @jax.jit
+    def monitored_step(state: TrainState, mstate, *batch):
+        _, grads, record, mstate = monitor.measure(loss_fn, state.params, mstate, *batch)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        record = monitor.complete(record, loss_fn(params, *batch))
+        return TrainState(params, opt_state, state.step + 1), mstate, record
+
+    return monitored_step
+
+
+class History(NamedTuple):
+    """Per-step arrays of a :func:`fit` run (host numpy). ``monitor_*`` arrays hold monitored steps only."""
+
+    step: Any
+    loss: Any
+    grad_norm: Any
+    monitor_step: Any
+    monitor: dict
+    evals: dict
+
+
+def fit(
+    loss_fn: Callable,
+    params: PyTree,
+    optimizer: optax.GradientTransformation,
+    data: Sequence[jax.Array],
+    *,
+    steps: int,
+    batch_size: Optional[int] = None,
+    key: Optional[jax.Array] = None,
+    monitor=None,
+    evaluate: Optional[Callable[[PyTree], dict]] = None,
+    eval_every: int = 0,
+    progress: bool = False,
+    state: Optional[TrainState] = None,
+) -> tuple[TrainState, History]:
+    """Train for ``steps`` steps on ``data`` (arrays with a common leading example axis).
+
+    Args:
+      loss_fn: ``loss_fn(params, *batch) -> scalar``.
+      params: initial parameters (ignored when ``state`` is given).
+      optimizer: an optax transformation (see :func:`make_optimizer`).
+      data: the training arrays, e.g. ``(x, y)``.
+      steps: number of update steps.
+      batch_size: minibatch size; None = full batch. Minibatches are drawn epoch by epoch from a permutation that
+        is deterministic in ``key``.
+      key: PRNG key for shuffling (default ``PRNGKey(0)``).
+      monitor: an ``analysis.monitor.CurvatureMonitor``; its records are taken every ``monitor.every`` steps.
+      evaluate: ``evaluate(params) -> {name: float}`` run every ``eval_every`` steps and at the end.
+      eval_every: evaluation interval (0 = only at the start and the end).
+      progress: show a tqdm bar.
+      state: resume from this state instead of ``init_state(params, optimizer)``.
+
+    Returns:
+      ``(state, history)``; host arrays are fetched once at the end (no per-step host synchronisation except
+      evaluation).
+    """
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from jaxdl.data import minibatches
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps={steps!r} is invalid; expected a positive integer.")
+    if eval_every < 0:
+        raise ValueError(f"eval_every={eval_every} is invalid; expected >= 0.")
+    data = tuple(jnp.asarray(a) for a in data)
+    n = int(data[0].shape[0])
+    if n == 0:
+        raise ValueError("the training data set is empty.")
+    if any(int(a.shape[0]) != n for a in data):
+        raise ValueError(f"data arrays disagree on the number of examples: {[a.shape[0] for a in data]}.")
+    key = jax.random.PRNGKey(0) if key is None else key
+    state = init_state(params, optimizer) if state is None else state
+    plain = make_train_step(loss_fn, optimizer)
+    if monitor is not None:
+        monitored = make_monitored_train_step(loss_fn, optimizer, monitor)
+        mstate = monitor.init(state.params, jax.random.fold_in(key, 1))
+    take = jax.jit(lambda arrays, idx: tuple(a[idx] for a in arrays))
+
+    losses, norms, mon_steps, records = [], [], [], []
+    evals: dict[str, list] = {"step": []}
+
+    def run_eval(step):
+        evals["step"].append(step)
+        for name, value in evaluate(state.params).items():
+            evals.setdefault(name, []).append(float(value))
+
+    start = int(state.step)
+    if evaluate is not None:
+        run_eval(start)
+    order, pos, epoch = None, 0, 0
+    for step in tqdm(range(start, start + steps), desc="training", disable=not progress):
+        if batch_size is None:
+            batch = data
+        else:
+            if order is None or pos >= order.shape[0]:
+                order = minibatches(jax.random.fold_in(key, epoch), n, batch_size)
+                pos, epoch = 0, epoch + 1
+            batch = take(data, order[pos])
+            pos += 1
+        if monitor is not None and step % monitor.every == 0:
+            state, mstate, rec = monitored(state, mstate, *batch)
+            mon_steps.append(step)
+            records.append(rec)
+            losses.append(rec.loss)
+            norms.append(jnp.sqrt(rec.gTg))
+        else:
+            state, metrics = plain(state, *batch)
+            losses.append(metrics["loss"])
+            norms.append(metrics["grad_norm"])
+        if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < start + steps:
+            run_eval(step + 1)
+    if evaluate is not None:
+        run_eval(start + steps)
+    fetched = jax.device_get((losses, norms, records))
+    mon = {f: np.array([getattr(r, f) for r in fetched[2]]) for f in (records[0]._fields if records else ())}
+    history = History(np.arange(start, start + steps), np.array(fetched[0]), np.array(fetched[1]),
+                      np.array(mon_steps), mon, {k: np.array(v) for k, v in evals.items()})
+    return state, history
