@@ -21,6 +21,21 @@ from analysis.lanczos import HessianEigs as HessianEigs
 from analysis.lanczos import hessian_eigs as hessian_eigs
 from analysis.trace import TraceEstimate as TraceEstimate
 from analysis.trace import hessian_trace as hessian_trace
+from analysis.critical import CriticalPoint as CriticalPoint
+from analysis.critical import CriticalPointInfo as CriticalPointInfo
+from analysis.critical import EigenDirection as EigenDirection
+from analysis.critical import classify_critical_point as classify_critical_point
+from analysis.critical import escape_direction as escape_direction
+from analysis.critical import find_critical_point as find_critical_point
+from analysis.critical import find_critical_points as find_critical_points
+from analysis.critical import hessian_direction as hessian_direction
+from analysis.critical import hessian_index as hessian_index
+from analysis.landscape import filter_normalize as filter_normalize
+from analysis.landscape import filter_normalized_direction as filter_normalized_direction
+from analysis.landscape import interpolate as interpolate
+from analysis.landscape import loss_along_direction as loss_along_direction
+from analysis.landscape import loss_surface_2d as loss_surface_2d
+from analysis.landscape import second_difference as second_difference
 
 __all__ = [
     "BlockSpec",
@@ -40,4 +55,10 @@ __all__ = [
     "num_params",
     "spectral_density",
     "wasserstein1_discrete",
+]
+__all__ += [
+    "CriticalPoint", "CriticalPointInfo", "EigenDirection", "classify_critical_point", "escape_direction",
+    "find_critical_point", "find_critical_points", "hessian_direction", "hessian_index",
+    "filter_normalize", "filter_normalized_direction", "interpolate", "loss_along_direction", "loss_surface_2d",
+    "second_difference",
 ]
