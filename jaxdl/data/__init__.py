@@ -18,3 +18,6 @@ from jaxdl.data._tasks import linearly_separable as linearly_separable
 from jaxdl.data._tasks import sawtooth as sawtooth
 from jaxdl.data._tasks import tent_composition as tent_composition
 from jaxdl.data._tasks import tent_map as tent_map
+from jaxdl.data._mixtures import GaussianMixture as GaussianMixture
+from jaxdl.data._mixtures import gaussian_mixture as gaussian_mixture
+from jaxdl.data._mixtures import ring_mixture as ring_mixture

@@ -10,5 +10,12 @@ from jaxdl.experiments._registry import get_experiment as get_experiment
 from jaxdl.experiments._registry import register as register
 
 # Experiment modules (each registers itself on import); one line per module.
+from jaxdl.experiments import gan_digits as gan_digits  # noqa: F401
+from jaxdl.experiments import gan_mixture as gan_mixture  # noqa: F401
+from jaxdl.experiments import gan_saturation as gan_saturation  # noqa: F401
+from jaxdl.experiments import rbm as rbm  # noqa: F401
+from jaxdl.experiments import rbm_ais as rbm_ais  # noqa: F401
+from jaxdl.experiments import rbm_cd_bias as rbm_cd_bias  # noqa: F401
+from jaxdl.experiments import vae as vae  # noqa: F401
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "get_experiment", "register"]

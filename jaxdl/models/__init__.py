@@ -9,3 +9,32 @@ from jaxdl.models.perceptron import perceptron_fit as perceptron_fit
 
 __all__ = ["MLP", "split"]
 __all__ += ["Perceptron", "PerceptronFit", "least_squares_fit", "perceptron_fit"]
+from jaxdl.models.generator import Generator as Generator
+from jaxdl.models.generator import sample_latent as sample_latent
+from jaxdl.models.generator import split_method as split_method
+from jaxdl.models.vae import VAE as VAE
+from jaxdl.models.vae import VAEHistory as VAEHistory
+from jaxdl.models.vae import fit_vae as fit_vae
+from jaxdl.models.vae import gaussian_kl as gaussian_kl
+from jaxdl.models.vae import reparameterize as reparameterize
+from jaxdl.models.gan import GAN as GAN
+from jaxdl.models.gan import Discriminator as Discriminator
+from jaxdl.models.gan import GANHistory as GANHistory
+from jaxdl.models.gan import discriminator_loss as discriminator_loss
+from jaxdl.models.gan import fit_gan as fit_gan
+from jaxdl.models.gan import generator_loss as generator_loss
+from jaxdl.models.rbm import RBM as RBM
+from jaxdl.models.rbm import AISResult as AISResult
+from jaxdl.models.rbm import RBMHistory as RBMHistory
+from jaxdl.models.rbm import RBMParams as RBMParams
+from jaxdl.models.rbm import ais_log_partition as ais_log_partition
+from jaxdl.models.rbm import cd_gradient as cd_gradient
+from jaxdl.models.rbm import fit_rbm as fit_rbm
+from jaxdl.models.rbm import free_energy as free_energy
+from jaxdl.models.rbm import gibbs_chain as gibbs_chain
+from jaxdl.models.rbm import log_likelihood_exact as log_likelihood_exact
+from jaxdl.models.rbm import log_partition_exact as log_partition_exact
+__all__ += ["Generator", "sample_latent", "split_method", "VAE", "VAEHistory", "fit_vae", "gaussian_kl",
+            "reparameterize", "GAN", "Discriminator", "GANHistory", "discriminator_loss", "fit_gan", "generator_loss",
+            "RBM", "AISResult", "RBMHistory", "RBMParams", "ais_log_partition", "cd_gradient", "fit_rbm",
+            "free_energy", "gibbs_chain", "log_likelihood_exact", "log_partition_exact"]
