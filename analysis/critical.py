@@ -28,7 +28,7 @@ from jax.flatten_util import ravel_pytree
 from analysis._checks import check_choice, check_inputs, check_positive_int
 from analysis._objective import BlockSpec
 from analysis.condition import condition_number
-from analysis.hessian import _dense_hessian, hessian_spectrum, num_params
+from analysis.hessian import dense_hessian, hessian_spectrum, num_params
 from analysis.lanczos import hessian_eigs
 
 PyTree = Any
@@ -70,7 +70,7 @@ def _levenberg_marquardt(loss_fn, params, batch, steps, damping):
 
     def body(carry, _):
         th, g, gsq, rho = carry
-        H = _dense_hessian(loss_fn, unravel(th), batch, False, None, 64)
+        H = dense_hessian(loss_fn, unravel(th), *batch)  # traced: the boundary checks see only shapes
         lam, U = jnp.linalg.eigh(0.5 * (H + H.T))
         # Damping relative to the largest curvature squared: rho -> 0 is Newton, rho large is gradient descent on
         # 1/2 ||g||^2 with a small step.
@@ -351,7 +351,7 @@ def _orient(loss_fn, params, vector, batch):
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "which", "block"))
 def _dense_direction(loss_fn, params, batch, which, block):
-    H = _dense_hessian(loss_fn, params, batch, False, block, 64)
+    H = dense_hessian(loss_fn, params, *batch, block=block)
     lam, U = jnp.linalg.eigh(0.5 * (H + H.T))
     i = 0 if which == "smallest" else lam.shape[0] - 1
     v = U[:, i]

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis._checks import _check_finite, check_inputs, check_like, check_positive_int, leaf_paths
+from analysis._checks import check_inputs, check_like, check_positive_int, leaf_paths
 
 PyTree = Any
 
@@ -32,13 +32,31 @@ def _check_coefficients(values: Any, name: str) -> jax.Array:
         raise ValueError(f"{name} must be a non-empty 1-D array of coefficients; got shape {arr.shape}.")
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
-    _check_finite([name], [arr], "{}", "coefficients")
+    _check_finite({name: arr}, "{}", "coefficients")
     return arr
+
+
+def _check_finite(named: dict, template: str, what: str) -> None:
+    """NaN/inf in concrete arrays -> ValueError naming the first offender (one device reduction, one transfer).
+    Tracers (a call inside a user's ``jit``) cannot be inspected and are skipped."""
+    concrete = {k: v for k, v in named.items() if not isinstance(v, jax.core.Tracer)}
+    if not concrete:
+        return
+    counts = np.asarray(_nonfinite_counts(list(concrete.values())))
+    for name, bad in zip(concrete, counts):
+        if bad:
+            raise ValueError(f"{template.format(name)} contains {int(bad)} NaN/inf value(s); expected finite {what}.")
+
+
+@jax.jit
+def _nonfinite_counts(leaves: list) -> jax.Array:
+    return jnp.stack([jnp.sum(~jnp.isfinite(leaf)) for leaf in leaves])
 
 
 def _check_direction(direction: PyTree, params: PyTree, name: str) -> None:
     check_like(direction, params, name)
-    _check_finite(leaf_paths(direction), jax.tree_util.tree_leaves(direction), f"{name} leaf '{{}}'", "values")
+    named = dict(zip(leaf_paths(direction), jax.tree_util.tree_leaves(direction)))
+    _check_finite(named, f"{name} leaf '{{}}'", "values")
 
 
 def _chunk(chunk_size: Optional[int], total: int) -> Optional[int]:
