@@ -27,58 +27,72 @@ def _is_concrete(x: Any) -> bool:
 
 
 @jax.jit
-def _nonfinite_counts(leaves: list) -> list:
-    return [jnp.sum(~jnp.isfinite(leaf)) for leaf in leaves]
+def _nonfinite_counts(leaves: list) -> jax.Array:
+    return jnp.stack([jnp.sum(~jnp.isfinite(leaf)) for leaf in leaves])
 
 
-def _check_finite(names: list[str], leaves: list, template: str, what: str) -> None:
-    """Count NaN/inf on the device (one small transfer, no copy of the arrays to the host)."""
-    concrete = [(n, leaf) for n, leaf in zip(names, leaves) if _is_concrete(leaf)]
-    if not concrete:
-        return
-    counts = jax.device_get(_nonfinite_counts([leaf for _, leaf in concrete]))
-    for (name, _), bad in zip(concrete, counts):
-        if bad:
-            raise ValueError(f"{template.format(name)} contains {int(bad)} NaN/inf value(s); expected finite {what}.")
+def _batch_leaf_names(batch: tuple) -> list[str]:
+    names = []
+    for i, arr in enumerate(batch):
+        for path in leaf_paths(arr):
+            names.append(f"batch[{i}]" + ("" if path == "<root>" else f" leaf '{path}'"))
+    return names
 
 
 def check_params(params: PyTree) -> None:
-    """Parameters must be a non-empty pytree of finite floating-point arrays."""
+    """Parameters must be a non-empty pytree of floating-point arrays."""
     leaves = jax.tree_util.tree_leaves(params)
     if not leaves:
         raise ValueError("params is an empty pytree; expected at least one floating-point array.")
-    paths = leaf_paths(params)
-    for path, leaf in zip(paths, leaves):
+    for i, leaf in enumerate(leaves):
         dtype = jnp.result_type(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(
-                f"params leaf '{path}' has dtype {dtype}; expected a floating-point dtype "
+                f"params leaf '{leaf_paths(params)[i]}' has dtype {dtype}; expected a floating-point dtype "
                 "(curvature is undefined for integer parameters)."
             )
-    _check_finite(paths, leaves, "params leaf '{}'", "values")
 
 
 def check_batch(batch: tuple, *, microbatched: bool) -> None:
-    """Every batch array must be non-empty along its leading axis and finite where floating."""
-    names, floats = [], []
-    for i, arr in enumerate(batch):
-        for path, leaf in zip(leaf_paths(arr), jax.tree_util.tree_leaves(arr)):
-            name = f"batch[{i}]" + ("" if path == "<root>" else f" leaf '{path}'")
-            shape = jnp.shape(leaf)
-            if len(shape) == 0 and microbatched:
-                raise ValueError(f"{name} is a scalar; microbatched=True needs a leading microbatch axis.")
-            if len(shape) and shape[0] == 0:
-                raise ValueError(f"{name} has shape {shape}: the batch is empty; expected at least one example.")
-            if microbatched and len(shape) > 1 and shape[1] == 0:
-                raise ValueError(f"{name} has shape {shape}: the microbatches are empty.")
-            if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact):
-                names.append(name)
-                floats.append(leaf)
-    _check_finite(names, floats, "{}", "data")
+    """Every batch array must be non-empty along its leading axis (and along the microbatch axis)."""
+    leaves = jax.tree_util.tree_leaves(batch)
+    for i, leaf in enumerate(leaves):
+        shape = jnp.shape(leaf)
+        if len(shape) == 0 and microbatched:
+            raise ValueError(f"{_batch_leaf_names(batch)[i]} is a scalar; microbatched=True needs a leading "
+                             "microbatch axis.")
+        if len(shape) and shape[0] == 0:
+            raise ValueError(f"{_batch_leaf_names(batch)[i]} has shape {shape}: the batch is empty; expected at "
+                             "least one example.")
+        if microbatched and len(shape) > 1 and shape[1] == 0:
+            raise ValueError(f"{_batch_leaf_names(batch)[i]} has shape {shape}: the microbatches are empty.")
     if microbatched:
-        sizes = {jnp.shape(leaf)[0] for leaf in jax.tree_util.tree_leaves(batch)}
+        sizes = {jnp.shape(leaf)[0] for leaf in leaves}
         if len(sizes) > 1:
             raise ValueError(f"microbatched batch arrays disagree on the number of microbatches: {sorted(sizes)}.")
+
+
+def check_finite(params: PyTree, batch: tuple) -> None:
+    """No NaN/inf in concrete parameters or floating-point data: one device reduction, one small transfer.
+
+    Arrays that are tracers (the call sits inside a user's ``jit``) cannot be inspected and are skipped.
+    """
+    p_leaves = jax.tree_util.tree_leaves(params)
+    b_leaves = jax.tree_util.tree_leaves(batch)
+    chosen = [("p", i, x) for i, x in enumerate(p_leaves) if _is_concrete(x)]
+    chosen += [("b", i, x) for i, x in enumerate(b_leaves)
+               if _is_concrete(x) and jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+    if not chosen:
+        return
+    counts = np.asarray(_nonfinite_counts([x for _, _, x in chosen]))
+    if not counts.any():
+        return
+    kind, i, _ = chosen[int(np.flatnonzero(counts)[0])]
+    bad = int(counts[np.flatnonzero(counts)[0]])
+    if kind == "p":
+        raise ValueError(f"params leaf '{leaf_paths(params)[i]}' contains {bad} NaN/inf value(s); expected finite "
+                         "values.")
+    raise ValueError(f"{_batch_leaf_names(batch)[i]} contains {bad} NaN/inf value(s); expected finite data.")
 
 
 def check_scalar_loss(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool) -> None:
@@ -122,8 +136,9 @@ def check_like(v: PyTree, params: PyTree, name: str = "v") -> None:
     sv, sp = jax.tree_util.tree_structure(v), jax.tree_util.tree_structure(params)
     if sv != sp:
         raise ValueError(f"{name} has pytree structure {sv}; expected the structure of params, {sp}.")
-    for path, a, b in zip(leaf_paths(params), jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(params)):
+    for i, (a, b) in enumerate(zip(jax.tree_util.tree_leaves(v), jax.tree_util.tree_leaves(params))):
         if jnp.shape(a) != jnp.shape(b):
+            path = leaf_paths(params)[i]
             raise ValueError(f"{name} leaf '{path}' has shape {jnp.shape(a)}; expected {jnp.shape(b)}.")
 
 
@@ -145,4 +160,5 @@ def check_inputs(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatche
     """All boundary checks of a ``loss_fn(params, *batch)`` call, in the order a user would fix them."""
     check_params(params)
     check_batch(batch, microbatched=microbatched)
+    check_finite(params, batch)
     check_scalar_loss(loss_fn, params, batch, microbatched=microbatched)

@@ -80,3 +80,30 @@ def curves_figure(
     ax.set_title(title)
     ax.legend()
     return fig
+
+
+def predicted_vs_actual_figure(
+    predicted: np.ndarray, actual: np.ndarray, *, probe: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    title: str = "Eq. 8.10: predicted vs actual loss change",
+) -> Figure:
+    """Scatter of the second-order predicted loss change against the measured one, with the diagonal."""
+    fig, ax = _fig(5.0, 5.0)
+    predicted, actual = np.asarray(predicted), np.asarray(actual)
+    ax.scatter(predicted, actual, s=10, alpha=0.6, label="monitored training steps")
+    values = [predicted, actual]
+    if probe is not None:
+        ax.scatter(probe[0], probe[1], marker="x", color="C3", s=40, label="probe steps along -g")
+        values += [np.asarray(probe[0]), np.asarray(probe[1])]
+    allv = np.concatenate([v[np.isfinite(v)] for v in values])
+    lim = float(np.max(np.abs(allv))) * 1.1 if allv.size else 1.0
+    ax.plot([-lim, lim], [-lim, lim], color="0.5", lw=1, ls="--", label="actual = predicted")
+    linthresh = max(float(np.min(np.abs(allv[allv != 0]), initial=lim)), lim * 1e-6)
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_yscale("symlog", linthresh=linthresh)
+    ax.axhline(0, color="0.8", lw=0.8)
+    ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_xlabel("predicted change $\\frac{1}{2}\\epsilon^2 g^T H g - \\epsilon g^T g$ (nats, symlog)")
+    ax.set_ylabel("actual change of the loss (nats, symlog)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
