@@ -19,6 +19,11 @@ from analysis.hessian import hvp as hvp
 from analysis.hessian import num_params as num_params
 from analysis.lanczos import HessianEigs as HessianEigs
 from analysis.lanczos import hessian_eigs as hessian_eigs
+from analysis.penalties import PenaltyEstimate as PenaltyEstimate
+from analysis.penalties import contractive_penalty as contractive_penalty
+from analysis.penalties import contractive_penalty_estimate as contractive_penalty_estimate
+from analysis.penalties import projection_variance as projection_variance
+from analysis.penalties import sigmoid_contractive_penalty as sigmoid_contractive_penalty
 from analysis.trace import TraceEstimate as TraceEstimate
 from analysis.trace import hessian_trace as hessian_trace
 from analysis.critical import CriticalPoint as CriticalPoint
@@ -62,3 +67,5 @@ __all__ += [
     "filter_normalize", "filter_normalized_direction", "interpolate", "loss_along_direction", "loss_surface_2d",
     "second_difference",
 ]
+__all__ += ["PenaltyEstimate", "contractive_penalty", "contractive_penalty_estimate", "projection_variance",
+            "sigmoid_contractive_penalty"]

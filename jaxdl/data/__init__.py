@@ -13,6 +13,7 @@ from jaxdl.data._digits import xor as xor
 
 # Further data modules re-export their public names below, one line per name.
 from jaxdl.data._tasks import FUNCTIONS_1D as FUNCTIONS_1D
+from jaxdl.data._tasks import circle as circle
 from jaxdl.data._tasks import function_1d as function_1d
 from jaxdl.data._tasks import linearly_separable as linearly_separable
 from jaxdl.data._tasks import sawtooth as sawtooth

@@ -167,3 +167,18 @@ def linearly_separable(
     t = jax.random.uniform(k_rad, (num_examples, 1), dtype) * jnp.sqrt(1.0 - s[:, None] ** 2)
     points = s[:, None] * w + t * u
     return points, (s > 0).astype(dtype)
+
+
+def circle(num_examples: int = 512, *, radius: float = 1.0, seed: int = 0, dtype=jnp.float32) -> jax.Array:
+    """Points on a circle in the plane, ``(num_examples, 2)``: a one-dimensional manifold for the denoising
+    autoencoder's vector field (Deep Learning sec. 14.5, fig. 14.4).
+
+    Raises:
+      ValueError: ``num_examples < 1`` or a non-positive radius.
+    """
+    num_examples = _count(num_examples, "num_examples")
+    radius = _nonnegative(radius, "radius")
+    if radius == 0:
+        raise ValueError("radius=0 is invalid; expected a positive radius.")
+    theta = jax.random.uniform(jax.random.PRNGKey(seed), (num_examples,), dtype, 0.0, 2.0 * jnp.pi)
+    return radius * jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=1)

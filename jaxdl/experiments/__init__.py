@@ -17,5 +17,15 @@ from jaxdl.experiments import rbm as rbm  # noqa: F401
 from jaxdl.experiments import rbm_ais as rbm_ais  # noqa: F401
 from jaxdl.experiments import rbm_cd_bias as rbm_cd_bias  # noqa: F401
 from jaxdl.experiments import vae as vae  # noqa: F401
+from jaxdl.experiments import autoencoder_pca as autoencoder_pca  # noqa: F401
+from jaxdl.experiments import backprop as backprop  # noqa: F401
+from jaxdl.experiments import contractive_autoencoder as contractive_autoencoder  # noqa: F401
+from jaxdl.experiments import denoising_autoencoder as denoising_autoencoder  # noqa: F401
+from jaxdl.experiments import depth as depth  # noqa: F401
+from jaxdl.experiments import dropout_inference as dropout_inference  # noqa: F401
+from jaxdl.experiments import dropout_regularization as dropout_regularization  # noqa: F401
+from jaxdl.experiments import sparse_autoencoder as sparse_autoencoder  # noqa: F401
+from jaxdl.experiments import universal as universal  # noqa: F401
+from jaxdl.experiments import xor as xor  # noqa: F401
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "get_experiment", "register"]

@@ -38,6 +38,27 @@ def fit(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTr
     return params, losses
 
 
+def fit_lbfgs(loss_fn: Callable, params: PyTree, *batch, steps: int):
+    """``steps`` iterations of optax's L-BFGS (zoom line search) on ``loss_fn(params, *batch)`` in one ``lax.scan``;
+    for small smooth problems that first-order methods converge on too slowly (a linear autoencoder's principal
+    subspace). Returns ``(params, losses)``."""
+    optimizer = optax.lbfgs()
+
+    def value_fn(p):
+        return loss_fn(p, *batch)
+
+    value_and_grad = optax.value_and_grad_from_state(value_fn)
+
+    def step(carry, _):
+        p, state = carry
+        value, grads = value_and_grad(p, state=state)
+        updates, state = optimizer.update(grads, state, p, value=value, grad=grads, value_fn=value_fn)
+        return (optax.apply_updates(p, updates), state), value
+
+    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
+    return params, losses
+
+
 def stack(trees: Sequence[PyTree]) -> PyTree:
     """Stack a list of identically shaped pytrees along a new leading axis (one network per seed, for vmap)."""
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)

@@ -2,6 +2,21 @@
 
 from jaxdl.models.mlp import MLP as MLP
 from jaxdl.models.mlp import split as split
+from jaxdl.models.autoencoder import Autoencoder as Autoencoder
+from jaxdl.models.autoencoder import AutoencoderFns as AutoencoderFns
+from jaxdl.models.autoencoder import autoencoder_split as autoencoder_split
+from jaxdl.models.autoencoder import principal_angle_cosines as principal_angle_cosines
+from jaxdl.models.autoencoder import reconstruction_error as reconstruction_error
+from jaxdl.models.autoencoder import sparsity_penalty as sparsity_penalty
+from jaxdl.models.dropout import DropoutMLP as DropoutMLP
+from jaxdl.models.dropout import DropoutNet as DropoutNet
+from jaxdl.models.dropout import dropout_split as dropout_split
+from jaxdl.models.dropout import exact_arithmetic_mean as exact_arithmetic_mean
+from jaxdl.models.dropout import exact_geometric_mean as exact_geometric_mean
+from jaxdl.models.dropout import exact_means as exact_means
+from jaxdl.models.dropout import monte_carlo_predict as monte_carlo_predict
+from jaxdl.models.dropout import sample_predictions as sample_predictions
+from jaxdl.models.dropout import weight_scaling_predict as weight_scaling_predict
 from jaxdl.models.perceptron import Perceptron as Perceptron
 from jaxdl.models.perceptron import PerceptronFit as PerceptronFit
 from jaxdl.models.perceptron import least_squares_fit as least_squares_fit
@@ -38,3 +53,7 @@ __all__ += ["Generator", "sample_latent", "split_method", "VAE", "VAEHistory", "
             "reparameterize", "GAN", "Discriminator", "GANHistory", "discriminator_loss", "fit_gan", "generator_loss",
             "RBM", "AISResult", "RBMHistory", "RBMParams", "ais_log_partition", "cd_gradient", "fit_rbm",
             "free_energy", "gibbs_chain", "log_likelihood_exact", "log_partition_exact"]
+__all__ += ["DropoutMLP", "DropoutNet", "dropout_split", "exact_arithmetic_mean", "exact_geometric_mean", "exact_means",
+            "monte_carlo_predict", "sample_predictions", "weight_scaling_predict"]
+__all__ += ["Autoencoder", "AutoencoderFns", "autoencoder_split", "principal_angle_cosines", "reconstruction_error",
+            "sparsity_penalty"]
