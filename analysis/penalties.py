@@ -62,10 +62,20 @@ def _check_x(x: jax.Array) -> jax.Array:
     return x
 
 
+def _check_finite_params(params: PyTree) -> None:
+    check_params(params)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if isinstance(leaf, jax.core.Tracer):
+            continue
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            name = jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+            raise ValueError(f"params leaf '{name}' contains NaN/inf values; expected finite parameters.")
+
+
 def _check_encoder(encoder: Callable, params: PyTree, x: jax.Array) -> None:
     if not callable(encoder):
         raise TypeError(f"encoder must be callable as encoder(params, x), got {type(encoder).__name__}.")
-    check_params(params)
+    _check_finite_params(params)
     out = jax.eval_shape(encoder, params, x[0])
     if not hasattr(out, "shape") or len(out.shape) != 1:
         raise ValueError(f"encoder(params, x[0]) must return a code vector of shape (k,); got "
@@ -233,5 +243,5 @@ def sigmoid_contractive_penalty(
                          f"{x.shape}.")
     if bias.shape != (weights.shape[1],):
         raise ValueError(f"bias has shape {bias.shape}; expected ({weights.shape[1]},).")
-    check_params({"weights": weights, "bias": bias})
+    _check_finite_params({"weights": weights, "bias": bias})
     return _sigmoid(weights, bias, x, reduction)

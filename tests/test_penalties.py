@@ -1,0 +1,166 @@
+"""analysis.penalties: the contractive penalty exact (jax.jacfwd) against dense reverse-mode Jacobians and finite
+differences, the sigmoid closed form, and the random-projection estimate's mean and variance."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import analysis
+
+
+def mlp_encoder(params, x):
+    """A two-layer tanh/sigmoid encoder on one example."""
+    h = jnp.tanh(x @ params["w1"] + params["b1"])
+    return jax.nn.sigmoid(h @ params["w2"] + params["b2"])
+
+
+def make_params(seed, d=7, hidden=5, k=4, dtype=jnp.float32):
+    rng = np.random.default_rng(seed)
+    shapes = {"w1": (d, hidden), "b1": (hidden,), "w2": (hidden, k), "b2": (k,)}
+    return {n: jnp.asarray(rng.standard_normal(s) * 0.8, dtype) for n, s in shapes.items()}
+
+
+def dense_reference(encoder, params, x):
+    """Per-example ||J||_F^2 from reverse-mode jax.jacrev (a different autodiff path from jacfwd), in numpy."""
+    return np.array([float(jnp.sum(jax.jacrev(encoder, argnums=1)(params, xi) ** 2)) for xi in x])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_exact_penalty_matches_jacrev_and_finite_differences(seed):
+    with jax.enable_x64(True):
+        params = make_params(seed, dtype=jnp.float64)
+        x = jnp.asarray(np.random.default_rng(seed + 10).standard_normal((6, 7)))
+        values = np.asarray(analysis.contractive_penalty(mlp_encoder, params, x, reduction="none"))
+        np.testing.assert_allclose(values, dense_reference(mlp_encoder, params, x), rtol=1e-12)
+        # Central finite differences of the encoder, one input coordinate at a time.
+        eps = 1e-6
+        fd = np.zeros(x.shape[0])
+        for i in range(x.shape[1]):
+            e = jnp.zeros(x.shape[1]).at[i].set(eps)
+            col = (jax.vmap(lambda z: mlp_encoder(params, z + e))(x) - jax.vmap(lambda z: mlp_encoder(params, z - e))(x))
+            fd += np.sum((np.asarray(col) / (2 * eps)) ** 2, axis=1)
+        np.testing.assert_allclose(values, fd, rtol=1e-7)
+    params32 = make_params(seed)
+    x32 = jnp.asarray(np.random.default_rng(seed + 10).standard_normal((6, 7)), jnp.float32)
+    np.testing.assert_allclose(np.asarray(analysis.contractive_penalty(mlp_encoder, params32, x32, reduction="none")),
+                               dense_reference(mlp_encoder, params32, x32), rtol=1e-5)
+
+
+def test_reductions_and_no_retrace():
+    params = make_params(0)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((5, 7)), jnp.float32)
+    per = analysis.contractive_penalty(mlp_encoder, params, x, reduction="none")
+    np.testing.assert_allclose(float(analysis.contractive_penalty(mlp_encoder, params, x)), float(per.mean()),
+                               rtol=1e-6)
+    np.testing.assert_allclose(float(analysis.contractive_penalty(mlp_encoder, params, x, reduction="sum")),
+                               float(per.sum()), rtol=1e-6)
+    from analysis.penalties import _exact
+
+    before = _exact._cache_size()
+    analysis.contractive_penalty(mlp_encoder, make_params(1), x + 1.0)
+    assert _exact._cache_size() == before  # new values, same shapes: no recompilation
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sigmoid_closed_form_equals_exact(seed):
+    rng = np.random.default_rng(seed)
+    for dtype, rtol in ((jnp.float32, 2e-6), (jnp.float64, 1e-13)):
+        with jax.enable_x64(dtype == jnp.float64):
+            w = jnp.asarray(rng.standard_normal((9, 4)), dtype)
+            b = jnp.asarray(rng.standard_normal(4), dtype)
+            x = jnp.asarray(rng.standard_normal((8, 9)), dtype)
+
+            def encoder(p, xi):
+                return jax.nn.sigmoid(xi @ p["w"] + p["b"])
+
+            exact = analysis.contractive_penalty(encoder, {"w": w, "b": b}, x, reduction="none")
+            closed = analysis.sigmoid_contractive_penalty(w, b, x, reduction="none")
+            assert closed.dtype == dtype
+            np.testing.assert_allclose(np.asarray(closed), np.asarray(exact), rtol=rtol)
+
+
+@pytest.mark.parametrize("probe", ["gaussian", "rademacher"])
+def test_estimate_is_unbiased_with_the_predicted_variance(probe):
+    with jax.enable_x64(True):
+        params = make_params(3, dtype=jnp.float64)
+        x = jnp.asarray(np.random.default_rng(3).standard_normal((4, 7)))
+        exact = np.asarray(analysis.contractive_penalty(mlp_encoder, params, x, reduction="none"))
+        est = analysis.contractive_penalty_estimate(mlp_encoder, params, x, key=jax.random.PRNGKey(5),
+                                                    num_probes=4000, probe=probe, reduction="none")
+        z = (np.asarray(est.estimate) - exact) / np.asarray(est.standard_error)
+        assert np.all(np.abs(z) < 4.5), z
+        # The sample variance of one probe against the exact formula (2||J^T J||_F^2, minus the diagonal for signs).
+        true_var = np.asarray(analysis.projection_variance(mlp_encoder, params, x, probe=probe))
+        np.testing.assert_allclose(np.asarray(est.probe_variance), true_var, rtol=0.15)
+        # Independent reference for the variance: Monte Carlo over explicit dense Jacobians.
+        jac = np.stack([np.asarray(jax.jacrev(mlp_encoder, argnums=1)(params, xi)) for xi in x])
+        rng = np.random.default_rng(0)
+        v = rng.standard_normal((20000, 7)) if probe == "gaussian" else rng.choice([-1.0, 1.0], (20000, 7))
+        mc_var = np.array([np.var(np.sum((v @ j.T) ** 2, axis=1)) for j in jac])
+        np.testing.assert_allclose(true_var, mc_var, rtol=0.1)
+
+
+def test_estimate_reduced_standard_error_and_determinism():
+    params = make_params(4)
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((10, 7)), jnp.float32)
+    key = jax.random.PRNGKey(1)
+    a = analysis.contractive_penalty_estimate(mlp_encoder, params, x, key=key, num_probes=8)
+    b = analysis.contractive_penalty_estimate(mlp_encoder, params, x, key=key, num_probes=8)
+    assert float(a.estimate) == float(b.estimate) and float(a.standard_error) == float(b.standard_error)
+    per = analysis.contractive_penalty_estimate(mlp_encoder, params, x, key=key, num_probes=8, reduction="none")
+    np.testing.assert_allclose(float(a.estimate), float(per.estimate.mean()), rtol=1e-6)
+    np.testing.assert_allclose(float(a.standard_error), float(jnp.sqrt(jnp.sum(per.standard_error**2)) / 10),
+                               rtol=1e-5)
+    # Over many repetitions the reduced estimate's spread matches its reported standard error.
+    from analysis.penalties import _estimate
+
+    keys = jax.random.split(jax.random.PRNGKey(9), 120)
+    est, se, _ = jax.vmap(lambda k: _estimate(mlp_encoder, params, x, k, 8, "gaussian", "mean"))(keys)
+    exact_se = np.sqrt(np.sum(np.asarray(analysis.projection_variance(mlp_encoder, params, x))) / 8) / 10
+    assert 0.8 < float(jnp.std(est)) / exact_se < 1.25
+    assert 0.8 < float(jnp.mean(se**2)) / exact_se**2 < 1.25  # the reported variance is unbiased
+
+
+def test_linear_encoder_rademacher_is_exact():
+    w = jnp.asarray(np.diag([1.0, 2.0, 3.0]), jnp.float32)
+    est = analysis.contractive_penalty_estimate(lambda p, xi: xi @ p, w, jnp.ones((3, 3)), probe="rademacher",
+                                                num_probes=4)
+    assert float(est.estimate) == pytest.approx(14.0) and float(est.standard_error) == 0.0
+
+
+def test_bad_inputs():
+    params = make_params(0)
+    x = jnp.ones((3, 7))
+    with pytest.raises(ValueError, match="NaN"):
+        analysis.contractive_penalty(mlp_encoder, params, x.at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="empty"):
+        analysis.contractive_penalty(mlp_encoder, params, jnp.ones((0, 7)))
+    with pytest.raises(ValueError, match="expected \\(examples, features\\)"):
+        analysis.contractive_penalty(mlp_encoder, params, jnp.ones(7))
+    with pytest.raises(ValueError, match="code vector"):
+        analysis.contractive_penalty(lambda p, xi: jnp.sum(xi), params, x)
+    with pytest.raises(ValueError, match="reduction"):
+        analysis.contractive_penalty(mlp_encoder, params, x, reduction="max")
+    with pytest.raises(ValueError, match="NaN"):
+        analysis.contractive_penalty(mlp_encoder, {**params, "b1": params["b1"].at[0].set(jnp.inf)}, x)
+    with pytest.raises(TypeError, match="callable"):
+        analysis.contractive_penalty("encoder", params, x)
+    with pytest.raises(ValueError, match="num_probes"):
+        analysis.contractive_penalty_estimate(mlp_encoder, params, x, num_probes=1)
+    with pytest.raises(ValueError, match="probe"):
+        analysis.contractive_penalty_estimate(mlp_encoder, params, x, probe="uniform")
+    with pytest.raises(ValueError, match="weights has shape"):
+        analysis.sigmoid_contractive_penalty(jnp.ones((6, 4)), jnp.zeros(4), x)
+    with pytest.raises(ValueError, match="bias has shape"):
+        analysis.sigmoid_contractive_penalty(jnp.ones((7, 4)), jnp.zeros(3), x)
+
+
+def test_analysis_does_not_import_jaxdl():
+    code = "import sys, analysis, analysis.penalties; assert not [m for m in sys.modules if m.startswith('jaxdl')]"
+    subprocess.run([sys.executable, "-c", code], check=True)
