@@ -102,8 +102,44 @@ def predicted_vs_actual_figure(
     ax.set_yscale("symlog", linthresh=linthresh)
     ax.axhline(0, color="0.8", lw=0.8)
     ax.axvline(0, color="0.8", lw=0.8)
+    ax.tick_params(axis="x", labelrotation=45)
     ax.set_xlabel("predicted change $\\frac{1}{2}\\epsilon^2 g^T H g - \\epsilon g^T g$ (nats, symlog)")
     ax.set_ylabel("actual change of the loss (nats, symlog)")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    return fig
+
+
+def slices_figure(
+    alphas: np.ndarray, slices: Mapping[str, np.ndarray], *, quadratic: Optional[Mapping[str, np.ndarray]] = None,
+    title: str = "Loss along Hessian eigenvectors", xlabel: str = "step $\\alpha$ along the unit direction",
+) -> Figure:
+    """Measured 1-D loss slices (solid) with their second-order models (dashed, same colour)."""
+    fig, ax = _fig()
+    for i, (name, values) in enumerate(slices.items()):
+        ax.plot(alphas, values, color=f"C{i}", label=name)
+        if quadratic and name in quadratic:
+            ax.plot(alphas, quadratic[name], color=f"C{i}", ls="--", lw=1, label=f"{name}: quadratic model")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training loss (nats)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def landscape_2d_figure(
+    alphas: np.ndarray, betas: np.ndarray, surface: np.ndarray, *,
+    title: str = "Loss landscape, filter-normalised random directions",
+) -> Figure:
+    """Contours of ``log10(loss)`` over ``(alpha, beta)`` with the trained point at the origin."""
+    fig, ax = _fig(5.5, 4.5)
+    z = np.log10(np.maximum(np.asarray(surface), 1e-12))
+    cs = ax.contourf(alphas, betas, z.T, levels=30, cmap="viridis")
+    ax.contour(alphas, betas, z.T, levels=15, colors="k", linewidths=0.3)
+    ax.plot([0], [0], "r*", ms=10, label="trained parameters")
+    fig.colorbar(cs, ax=ax, label="log$_{10}$ training loss (nats)")
+    ax.set_xlabel("$\\alpha$ (direction 1)")
+    ax.set_ylabel("$\\beta$ (direction 2)")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
     return fig

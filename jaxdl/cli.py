@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from jaxdl.config import ACTIVATIONS, DATASETS, MODELS, OPTIMIZERS
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -34,19 +36,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    rep = sub.add_parser("report", help="train the default network, analyse its curvature, write a report folder")
+    rep = sub.add_parser(
+        "report", help="train a network, analyse its curvature, write a report folder",
+        description="Train (with eq. 8.10 monitoring and checkpoints), analyse the Hessian of the trained network "
+                    "and write OUT/ with results.json, figures (PNG and PDF) and index.html. Settings come from the "
+                    "defaults, then --config FILE (TOML), then these flags.",
+    )
     rep.add_argument("--out", default="reports/default", help="output folder (default: reports/default)")
-    rep.add_argument("--steps", type=_positive_int, default=None, help="training steps (default 300)")
-    rep.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default 0.5)")
-    rep.add_argument("--seed", type=int, default=None, help="PRNG seed (default 0)")
-    rep.add_argument("--float64", action="store_true", help="run everything in float64")
+    rep.add_argument("--config", metavar="FILE", help="TOML file with any of the settings (optionally in [report])")
+    rep.add_argument("--model", help=f"model: {', '.join(MODELS)} (default mlp)")
+    rep.add_argument("--hidden", help="hidden layer widths, comma-separated (default 32,32)")
+    rep.add_argument("--activation", help=f"hidden activation: {', '.join(ACTIVATIONS)} (default tanh)")
+    rep.add_argument("--dataset", help=f"data set: {', '.join(DATASETS)} (default digits)")
+    rep.add_argument("--optimizer", help=f"optimizer: {', '.join(OPTIMIZERS)} (default sgd)")
+    rep.add_argument("--lr", dest="learning_rate", type=_positive_float, help="learning rate (default 0.5)")
+    rep.add_argument("--momentum", type=float, help="momentum for --optimizer momentum (default 0.9)")
+    rep.add_argument("--clip-norm", dest="clip_norm", type=_positive_float, help="clip gradients to this global norm")
+    rep.add_argument("--steps", type=_positive_int, help="training steps (default 300)")
+    rep.add_argument("--batch-size", dest="batch_size", type=_positive_int, help="minibatch size (default: full batch)")
+    rep.add_argument("--monitor-every", dest="monitor_every", type=_positive_int,
+                     help="record g^T g, g^T H g, eq. 8.10 and the top eigenvalue every N steps (default 5)")
+    rep.add_argument("--eval-every", dest="eval_every", type=_positive_int, help="evaluation interval (default 10)")
+    rep.add_argument("--checkpoint-every", dest="checkpoint_every", type=_positive_int,
+                     help="checkpoint interval in steps (default 100)")
+    rep.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    rep.add_argument("--seed", type=int, help="PRNG seed (default 0)")
+    rep.add_argument("--float64", action="store_true", default=None, help="run everything in float64")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.set_defaults(parser=rep)
 
     exp = sub.add_parser("experiment", help="run one registered experiment (see `jaxdl list`)")
     exp.add_argument("name", help="experiment name")
     exp.add_argument("--out", default=None, help="output folder (default: reports/<name>)")
     exp.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     exp.add_argument("--quick", action="store_true", help="the small, seconds-long setting used by the tests")
+    exp.set_defaults(parser=exp)
 
     sub.add_parser("list", help="list the registered experiments")
     return parser
@@ -63,24 +87,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"{name:<{width}}  {EXPERIMENTS[name].summary}")
         return 0
     if args.command == "experiment":
-        return _experiment(parser, args)
-    return _report(parser, args)
+        return _experiment(args.parser, args)
+    return _report(args.parser, args)
+
+
+REPORT_FLAGS = ("model", "hidden", "activation", "dataset", "optimizer", "learning_rate", "momentum", "clip_norm",
+                "steps", "batch_size", "monitor_every", "eval_every", "checkpoint_every", "seed", "float64")
 
 
 def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    import dataclasses
+    from jaxdl.config import load_config
+    from jaxdl.report import ResumeError, run_report
 
-    from jaxdl.report import ReportConfig, run_report
-
-    overrides = {"steps": args.steps, "learning_rate": args.lr, "seed": args.seed}
-    config = dataclasses.replace(ReportConfig(), **{k: v for k, v in overrides.items() if v is not None},
-                                 float64=args.float64)
     try:
-        config.validate()
-    except ValueError as err:
+        config = load_config(args.config, **{name: getattr(args, name) for name in REPORT_FLAGS})
+    except (ValueError, TypeError) as err:
         parser.error(str(err))
-    out = run_report(config, args.out, progress=not args.quiet)
+    try:
+        out = run_report(config, args.out, progress=not args.quiet, resume=args.resume)
+    except ResumeError as err:
+        parser.error(str(err))
     print(f"report written to {out}/index.html")
+    print(f"numbers in {out}/results.json; figures as PNG and PDF beside them")
     return 0
 
 

@@ -105,7 +105,8 @@ def make_monitored_train_step(loss_fn: Callable, optimizer: optax.GradientTransf
 
 
 class History(NamedTuple):
-    """Per-step arrays of a :func:`fit` run (host numpy). ``monitor_*`` arrays hold monitored steps only."""
+    """Per-step arrays of a :func:`fit` run (host numpy). ``monitor_*`` arrays hold monitored steps only;
+    ``monitor_state`` is the monitor's carried state at the end (pass it back to continue a run)."""
 
     step: Any
     loss: Any
@@ -113,6 +114,7 @@ class History(NamedTuple):
     monitor_step: Any
     monitor: dict
     evals: dict
+    monitor_state: Any = None
 
 
 def fit(
@@ -129,23 +131,31 @@ def fit(
     eval_every: int = 0,
     progress: bool = False,
     state: Optional[TrainState] = None,
+    monitor_state=None,
+    final_eval: bool = True,
 ) -> tuple[TrainState, History]:
     """Train for ``steps`` steps on ``data`` (arrays with a common leading example axis).
+
+    Everything is a function of the absolute step number, so a run split into segments (checkpoint, resume) is
+    bit-identical to the same run in one piece: the minibatch of step ``t`` is batch ``t mod B`` of epoch
+    ``t div B`` (``B`` batches per epoch), shuffled by ``fold_in(key, epoch)``; monitoring happens at multiples of
+    ``monitor.every``; evaluation at step 0, at multiples of ``eval_every`` and (``final_eval``) at the end.
 
     Args:
       loss_fn: ``loss_fn(params, *batch) -> scalar``.
       params: initial parameters (ignored when ``state`` is given).
       optimizer: an optax transformation (see :func:`make_optimizer`).
       data: the training arrays, e.g. ``(x, y)``.
-      steps: number of update steps.
-      batch_size: minibatch size; None = full batch. Minibatches are drawn epoch by epoch from a permutation that
-        is deterministic in ``key``.
-      key: PRNG key for shuffling (default ``PRNGKey(0)``).
-      monitor: an ``analysis.monitor.CurvatureMonitor``; its records are taken every ``monitor.every`` steps.
-      evaluate: ``evaluate(params) -> {name: float}`` run every ``eval_every`` steps and at the end.
-      eval_every: evaluation interval (0 = only at the start and the end).
-      progress: show a tqdm bar.
-      state: resume from this state instead of ``init_state(params, optimizer)``.
+      steps: number of update steps in this call.
+      batch_size: minibatch size; None = full batch (the remainder of an epoch is dropped).
+      key: PRNG key for shuffling and the monitor's start vector (default ``PRNGKey(0)``).
+      monitor: an ``analysis.monitor.CurvatureMonitor``.
+      evaluate: ``evaluate(params) -> {name: float}``.
+      eval_every: evaluation interval in steps (0 = only at step 0 and at the end).
+      progress: show a tqdm bar (True), or advance this tqdm-like object by one per step.
+      state: continue from this state instead of ``init_state(params, optimizer)``.
+      monitor_state: continue the monitor from this state (``history.monitor_state`` of the previous segment).
+      final_eval: evaluate after the last step of this call.
 
     Returns:
       ``(state, history)``; host arrays are fetched once at the end (no per-step host synchronisation except
@@ -166,13 +176,18 @@ def fit(
         raise ValueError("the training data set is empty.")
     if any(int(a.shape[0]) != n for a in data):
         raise ValueError(f"data arrays disagree on the number of examples: {[a.shape[0] for a in data]}.")
+    if batch_size is not None and not 0 < batch_size <= n:
+        raise ValueError(f"batch_size={batch_size} is invalid; expected 1 <= batch_size <= {n} (or None).")
     key = jax.random.PRNGKey(0) if key is None else key
     state = init_state(params, optimizer) if state is None else state
     plain = make_train_step(loss_fn, optimizer)
     if monitor is not None:
         monitored = make_monitored_train_step(loss_fn, optimizer, monitor)
-        mstate = monitor.init(state.params, jax.random.fold_in(key, 1))
+        mstate = monitor.init(state.params, jax.random.fold_in(key, 1)) if monitor_state is None else monitor_state
+    else:
+        mstate = monitor_state
     take = jax.jit(lambda arrays, idx: tuple(a[idx] for a in arrays))
+    per_epoch = None if batch_size is None else n // batch_size
 
     losses, norms, mon_steps, records = [], [], [], []
     evals: dict[str, list] = {"step": []}
@@ -183,18 +198,18 @@ def fit(
             evals.setdefault(name, []).append(float(value))
 
     start = int(state.step)
-    if evaluate is not None:
-        run_eval(start)
-    order, pos, epoch = None, 0, 0
-    for step in tqdm(range(start, start + steps), desc="training", disable=not progress):
+    if evaluate is not None and start == 0:
+        run_eval(0)
+    order, order_epoch = None, -1
+    bar = progress if hasattr(progress, "update") else tqdm(total=steps, desc="training", disable=not progress)
+    for step in range(start, start + steps):
         if batch_size is None:
             batch = data
         else:
-            if order is None or pos >= order.shape[0]:
-                order = minibatches(jax.random.fold_in(key, epoch), n, batch_size)
-                pos, epoch = 0, epoch + 1
+            epoch, pos = divmod(step, per_epoch)
+            if epoch != order_epoch:
+                order, order_epoch = minibatches(jax.random.fold_in(key, epoch), n, batch_size), epoch
             batch = take(data, order[pos])
-            pos += 1
         if monitor is not None and step % monitor.every == 0:
             state, mstate, rec = monitored(state, mstate, *batch)
             mon_steps.append(step)
@@ -205,12 +220,15 @@ def fit(
             state, metrics = plain(state, *batch)
             losses.append(metrics["loss"])
             norms.append(metrics["grad_norm"])
-        if evaluate is not None and eval_every and (step + 1) % eval_every == 0 and step + 1 < start + steps:
-            run_eval(step + 1)
-    if evaluate is not None:
-        run_eval(start + steps)
+        done = step + 1
+        bar.update(1)
+        if evaluate is not None and ((eval_every and done % eval_every == 0) or (final_eval and done == start + steps)):
+            if not evals["step"] or evals["step"][-1] != done:
+                run_eval(done)
+    if bar is not progress:
+        bar.close()
     fetched = jax.device_get((losses, norms, records))
     mon = {f: np.array([getattr(r, f) for r in fetched[2]]) for f in (records[0]._fields if records else ())}
     history = History(np.arange(start, start + steps), np.array(fetched[0]), np.array(fetched[1]),
-                      np.array(mon_steps), mon, {k: np.array(v) for k, v in evals.items()})
+                      np.array(mon_steps, dtype=np.int64), mon, {k: np.array(v) for k, v in evals.items()}, mstate)
     return state, history

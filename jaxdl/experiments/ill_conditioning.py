@@ -48,14 +48,15 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
 
     # Train in segments so that the exact spectrum can be taken at checkpoints.
     seg = steps // checkpoints
-    state, cond_steps, conds, hist_parts = None, [], [], []
+    state, mstate, cond_steps, conds, hist_parts = None, None, [], [], []
     evaluate = lambda p: {"test_error": 1 - float(acc(p, ds.x_test, ds.y_test)),  # noqa: E731
                           "train_loss": float(eval_loss(p, ds.x_train, ds.y_train))}
     for c in range(checkpoints):
-        state, hist = fit(loss_fn, params, opt, (ds.x_train, ds.y_train), steps=seg, batch_size=batch,
-                          key=jax.random.fold_in(key, c), monitor=monitor, evaluate=evaluate,
-                          eval_every=max(1, seg // 5), state=state)
+        state, hist = fit(loss_fn, params, opt, (ds.x_train, ds.y_train), steps=seg, batch_size=batch, key=key,
+                          monitor=monitor, evaluate=evaluate, eval_every=max(1, seg // 5), state=state,
+                          monitor_state=mstate)
         hist_parts.append(hist)
+        mstate = hist.monitor_state
         spectrum = np.asarray(analysis.hessian_spectrum(loss_fn, state.params, ds.x_train, ds.y_train))
         cond_steps.append(int(state.step))
         conds.append(analysis.condition_number(spectrum))
