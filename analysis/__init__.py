@@ -69,3 +69,17 @@ __all__ += [
 ]
 __all__ += ["PenaltyEstimate", "contractive_penalty", "contractive_penalty_estimate", "projection_variance",
             "sigmoid_contractive_penalty"]
+from analysis.causality import CausalStructure as CausalStructure
+from analysis.causality import causal_structure as causal_structure
+from analysis.dynamics import ContractionBound as ContractionBound
+from analysis.dynamics import JacobianProducts as JacobianProducts
+from analysis.dynamics import SpectralRadius as SpectralRadius
+from analysis.dynamics import contraction_bound as contraction_bound
+from analysis.dynamics import jacobian_products as jacobian_products
+from analysis.dynamics import singular_values as singular_values
+from analysis.dynamics import spectral_radius as spectral_radius
+from analysis.dynamics import state_jacobians as state_jacobians
+from analysis.dynamics import trajectory_distance as trajectory_distance
+__all__ += ["CausalStructure", "causal_structure", "ContractionBound", "JacobianProducts", "SpectralRadius",
+            "contraction_bound", "jacobian_products", "singular_values", "spectral_radius", "state_jacobians",
+            "trajectory_distance"]

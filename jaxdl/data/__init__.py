@@ -22,3 +22,9 @@ from jaxdl.data._tasks import tent_map as tent_map
 from jaxdl.data._mixtures import GaussianMixture as GaussianMixture
 from jaxdl.data._mixtures import gaussian_mixture as gaussian_mixture
 from jaxdl.data._mixtures import ring_mixture as ring_mixture
+from jaxdl.data._sequences import SequenceTask as SequenceTask
+from jaxdl.data._sequences import copy_memory as copy_memory
+from jaxdl.data._sequences import delay_lines as delay_lines
+from jaxdl.data._sequences import delayed_recall as delayed_recall
+from jaxdl.data._sequences import forecasting_split as forecasting_split
+from jaxdl.data._sequences import mackey_glass as mackey_glass

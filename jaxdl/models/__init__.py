@@ -57,3 +57,36 @@ __all__ += ["DropoutMLP", "DropoutNet", "dropout_split", "exact_arithmetic_mean"
             "monte_carlo_predict", "sample_predictions", "weight_scaling_predict"]
 __all__ += ["Autoencoder", "AutoencoderFns", "autoencoder_split", "principal_angle_cosines", "reconstruction_error",
             "sparsity_penalty"]
+from jaxdl.models.esn import ESN as ESN
+from jaxdl.models.esn import ReservoirWeights as ReservoirWeights
+from jaxdl.models.esn import SparseRows as SparseRows
+from jaxdl.models.esn import input_matrix as input_matrix
+from jaxdl.models.esn import memory_capacity as memory_capacity
+from jaxdl.models.esn import readout_statistics as readout_statistics
+from jaxdl.models.esn import reservoir_matrix as reservoir_matrix
+from jaxdl.models.esn import reservoir_step as reservoir_step
+from jaxdl.models.esn import run_reservoir as run_reservoir
+from jaxdl.models.esn import spectral_radius_dense as spectral_radius_dense
+from jaxdl.models.esn import to_dense as to_dense
+from jaxdl.models._readout import ReadoutStatistics as ReadoutStatistics
+from jaxdl.models._readout import ridge_regression as ridge_regression
+from jaxdl.models._readout import solve_readout as solve_readout
+from jaxdl.models._readout import state_statistics as state_statistics
+from jaxdl.models.lsm import LSM as LSM
+from jaxdl.models.lsm import LIFState as LIFState
+from jaxdl.models.lsm import lif_step as lif_step
+from jaxdl.models.lsm import run_liquid as run_liquid
+from jaxdl.models.rnn import RNN as RNN
+from jaxdl.models.rnn import BidirectionalRNN as BidirectionalRNN
+from jaxdl.models.rnn import CellParams as CellParams
+from jaxdl.models.rnn import ElmanCell as ElmanCell
+from jaxdl.models.rnn import EncoderDecoder as EncoderDecoder
+from jaxdl.models.rnn import SequenceToVector as SequenceToVector
+from jaxdl.models.rnn import VectorToSequence as VectorToSequence
+from jaxdl.models.rnn import elman_scan as elman_scan
+from jaxdl.models.rnn import elman_step as elman_step
+__all__ += ["ESN", "ReservoirWeights", "SparseRows", "input_matrix", "memory_capacity", "readout_statistics",
+            "reservoir_matrix", "reservoir_step", "run_reservoir", "spectral_radius_dense", "to_dense",
+            "ReadoutStatistics", "ridge_regression", "solve_readout", "state_statistics", "LSM", "LIFState",
+            "lif_step", "run_liquid", "RNN", "BidirectionalRNN", "CellParams", "ElmanCell", "EncoderDecoder",
+            "SequenceToVector", "VectorToSequence", "elman_scan", "elman_step"]

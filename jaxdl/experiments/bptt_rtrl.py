@@ -1,0 +1,176 @@
+"""BPTT vs real-time recurrent learning (Deep Learning sec. 10.2.2): the same gradient, opposite costs.
+
+Measured: (1) RTRL's forward-only gradient equals ``jax.grad`` through ``lax.scan`` (BPTT) to rounding, over seeds, in
+float64 and float32; (2) time per gradient against the number of hidden units ``n`` (RTRL ``O(n^4)`` per step,
+BPTT ``O(n^2)``); (3) XLA's compiled scratch memory against the sequence length ``T`` (BPTT grows like ``T n``, RTRL
+is flat at ``O(n^3)``) and the length where the two memory lines cross.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.experiments._recurrent import figure
+from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.models.rnn import CellParams, elman_step
+from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
+
+CLAIM = ("Deep Learning sec. 10.2.2: real-time recurrent learning computes the same gradient as back-propagation "
+         "through time without storing the sequence, at O(n^4) time per step instead of O(n^2), so it only wins on "
+         "memory, for sequences longer than about n^2 steps.")
+
+
+def leaky_step(p: CellParams, h, x):
+    return elman_step(p, h, x, 0.5, "tanh")
+
+
+def squared_error(v, h, y):
+    return 0.5 * jnp.sum((h @ v[0] + v[1] - y) ** 2)
+
+
+def problem(key, n: int, length: int, d: int = 2, m: int = 2, dtype=jnp.float32):
+    """Random leaky Elman cell (recurrent weights ``N(0, 1/n)``), linear readout, inputs and targets ``N(0, 1)``."""
+    k = jax.random.split(key, 6)
+    cell = CellParams(jax.random.normal(k[0], (d, n), dtype), jax.random.normal(k[1], (n, n), dtype) / n**0.5,
+                      0.1 * jax.random.normal(k[2], (n,), dtype))
+    readout = (jax.random.normal(k[3], (n, m), dtype) / n**0.5, jnp.zeros((m,), dtype))
+    xs, ys = jax.random.normal(k[4], (length, d), dtype), jax.random.normal(k[5], (length, m), dtype)
+    return (cell, readout), jnp.zeros((n,), dtype), xs, ys
+
+
+def max_relative_error(a, b) -> float:
+    """``max |a - b| / max |b|`` over all leaves (a scale-free gradient comparison)."""
+    num = max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree_util.tree_leaves(a),
+                                                               jax.tree_util.tree_leaves(b)))
+    den = max(float(jnp.max(jnp.abs(y))) for y in jax.tree_util.tree_leaves(b))
+    return num / den
+
+
+def agreement(seeds: int, n: int = 8, length: int = 40) -> dict:
+    out = {}
+    for name, dtype in (("float64", jnp.float64), ("float32", jnp.float32)):
+        with jax.enable_x64(dtype == jnp.float64):
+            errs = []
+            for s in range(seeds):
+                params, h0, xs, ys = problem(jax.random.PRNGKey(s), n, length, dtype=dtype)
+                _, g_rtrl = rtrl_value_and_grad(leaky_step, squared_error, params, h0, xs, ys)
+                _, g_bptt = bptt_value_and_grad(leaky_step, squared_error, params, h0, xs, ys)
+                errs.append(max_relative_error(g_rtrl, g_bptt))
+        out[name] = errs
+    return out
+
+
+def _median_time(fn, args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def costs(widths, lengths, repeats: int) -> dict:
+    """Time per gradient at ``T = lengths[0]`` and compiled scratch bytes at every ``T``, for each width."""
+    rows = []
+    for n in widths:
+        row = {"n": n, "time_s": {}, "temp_bytes": {"bptt": [], "rtrl": []}}
+        for name, fn in (("bptt", bptt_value_and_grad), ("rtrl", rtrl_value_and_grad)):
+            f = functools.partial(fn, leaky_step, squared_error)
+            for i, length in enumerate(lengths):
+                args = problem(jax.random.PRNGKey(0), n, length)
+                compiled, temp = compile_with_memory(f, *args)
+                row["temp_bytes"][name].append(temp)
+                if i == 0:
+                    row["time_s"][name] = _median_time(compiled, args, repeats)
+        rows.append(row)
+    return rows
+
+
+def crossover_length(bptt_bytes, rtrl_bytes, lengths) -> float:
+    """Sequence length where BPTT's memory (fitted ``a + b T``) reaches RTRL's (mean over ``T``)."""
+    b, a = np.polyfit(np.asarray(lengths, float), np.asarray(bptt_bytes, float), 1)
+    return float((np.mean(rtrl_bytes) - a) / b) if b > 0 else float("inf")
+
+
+@register("bptt-rtrl", "sec. 10.2.2: RTRL = BPTT gradients (float64 and float32); time O(n^4) vs memory O(T n)")
+def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+    # Every (width, length) pair is a compilation: quick mode measures one width.
+    seeds = 2 if quick else 5
+    widths = (8,) if quick else (4, 8, 16, 32, 64)
+    lengths = (32, 256) if quick else (64, 256, 1024)
+    errs = agreement(seeds)
+    rows = costs(widths, lengths, repeats=3 if quick else 7)
+    crossover = [crossover_length(r["temp_bytes"]["bptt"], r["temp_bytes"]["rtrl"], lengths) for r in rows]
+    t_bptt = np.array([r["time_s"]["bptt"] for r in rows])
+    t_rtrl = np.array([r["time_s"]["rtrl"] for r in rows])
+    ns = np.array(widths, float)
+    # Exponents from the two largest widths (overheads dominate small n).
+    slope_rtrl = float(np.polyfit(np.log(ns[-2:]), np.log(t_rtrl[-2:]), 1)[0]) if len(ns) > 1 else float("nan")
+    slope_bptt = float(np.polyfit(np.log(ns[-2:]), np.log(t_bptt[-2:]), 1)[0]) if len(ns) > 1 else float("nan")
+    rtrl_flat = [max(r["temp_bytes"]["rtrl"]) / max(1, min(r["temp_bytes"]["rtrl"])) for r in rows]
+    bptt_growth = [r["temp_bytes"]["bptt"][-1] / max(1, r["temp_bytes"]["bptt"][0]) for r in rows]
+    passed = (max(errs["float64"]) <= 1e-10 and max(errs["float32"]) <= 1e-4 and t_rtrl[-1] > t_bptt[-1]
+              and all(f <= 1.5 for f in rtrl_flat) and all(g >= 2.0 for g in bptt_growth)
+              and (quick or crossover[-1] > crossover[0]))
+    verdict = (f"RTRL vs BPTT gradient, max relative error over {seeds} seeds: float64 {max(errs['float64']):.1e}, "
+               f"float32 {max(errs['float32']):.1e}. Time per gradient at T={lengths[0]}, n={widths[-1]}: RTRL "
+               f"{t_rtrl[-1] * 1e3:.1f} ms vs BPTT {t_bptt[-1] * 1e3:.2f} ms ({t_rtrl[-1] / t_bptt[-1]:.0f}x); "
+               f"log-log slope over the two largest widths: RTRL {slope_rtrl:.2f}, BPTT {slope_bptt:.2f}. "
+               f"Compiled scratch memory from T={lengths[0]} to {lengths[-1]}: BPTT x{min(bptt_growth):.1f}-"
+               f"{max(bptt_growth):.1f}, RTRL x{max(rtrl_flat):.2f} at most; memory crossover length "
+               + ", ".join(f"n={n}: T={c:.0f}" for n, c in zip(widths, crossover)) + ".")
+    metrics = {"gradient_relative_error": errs, "widths": list(widths), "lengths": list(lengths), "costs": rows,
+               "crossover_length": crossover, "slope_rtrl": slope_rtrl, "slope_bptt": slope_bptt}
+    return ExperimentResult("bptt-rtrl", CLAIM, bool(passed), verdict, metrics,
+                            *_figures(errs, rows, widths, lengths, crossover))
+
+
+def _figures(errs, rows, widths, lengths, crossover):
+    fig, axes = figure(3, width=4.4)
+    ax = axes[0]
+    ns = np.array(widths, float)
+    for name, marker in (("bptt", "o"), ("rtrl", "s")):
+        ax.loglog(ns, [r["time_s"][name] * 1e3 for r in rows], marker=marker, label=name.upper())
+    ref = rows[-1]["time_s"]["rtrl"] * 1e3 * (ns / ns[-1]) ** 4
+    ax.loglog(ns, ref, "k:", label="slope 4 (n^4)")
+    ax.set_xlabel("hidden units n")
+    ax.set_ylabel(f"time per gradient, T={lengths[0]} (ms, log)")
+    ax.set_title("time")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        ax.loglog(lengths, np.maximum(r["temp_bytes"]["bptt"], 1), "-o", color=color, label=f"BPTT n={r['n']}")
+        ax.loglog(lengths, np.maximum(r["temp_bytes"]["rtrl"], 1), "--s", color=color, label=f"RTRL n={r['n']}")
+    ax.set_xlabel("sequence length T")
+    ax.set_ylabel("XLA scratch memory (bytes, log)")
+    ax.set_title("memory: BPTT grows with T, RTRL does not")
+    ax.legend(fontsize=7, ncol=2)
+    ax = axes[2]
+    cross = np.asarray(crossover)
+    ax.loglog(ns, cross, "o-", label="measured crossover")
+    ax.loglog(ns, cross[-1] * (ns / ns[-1]) ** 2, "k:", label="slope 2 (n^2)")
+    ax.set_xlabel("hidden units n")
+    ax.set_ylabel("T where BPTT memory = RTRL memory (log)")
+    ax.set_title("memory crossover")
+    ax.legend(fontsize=8)
+    fig2, (ax,) = figure(1, width=5)
+    for i, (name, e) in enumerate(errs.items()):
+        ax.semilogy(np.full(len(e), i), np.maximum(e, 1e-18), "o", label=name)
+    ax.axhline(1e-10, color="C0", ls=":", label="float64 bound 1e-10")
+    ax.axhline(1e-4, color="C1", ls=":", label="float32 bound 1e-4")
+    ax.set_xticks(range(len(errs)), list(errs))
+    ax.set_ylabel("max |g_RTRL - g_BPTT| / max |g_BPTT| (log)")
+    ax.set_title("RTRL reproduces BPTT")
+    ax.legend(fontsize=8)
+    return ({"rtrl_cost": fig, "rtrl_agreement": fig2},
+            {"rtrl_cost": "Left: time per gradient against width (RTRL approaches slope 4). Middle: compiled scratch "
+                          "memory against sequence length. Right: the length where BPTT starts to need more memory "
+                          "than RTRL.",
+             "rtrl_agreement": "Relative difference between the RTRL and BPTT gradients, one dot per seed."})
