@@ -12,32 +12,18 @@ import hashlib
 import shutil
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from tqdm.auto import tqdm
 
 from analysis.monitor import CurvatureMonitor
-from jaxdl import data as data_lib
 from jaxdl.checkpoint import Checkpointer, history_to_json
 from jaxdl.config import ReportConfig
-from jaxdl.models import MLP, split
 from jaxdl.output import environment, write_report
+from jaxdl.problem import Problem, build_problem
 from jaxdl.report_analysis import analyse, figures_and_captions, summary_html
-from jaxdl.train import History, accuracy, fit, init_state, make_optimizer, softmax_cross_entropy
-
-
-class Problem(NamedTuple):
-    """What training and analysis share: data, the pure model and the loss."""
-
-    data: data_lib.Dataset
-    apply: Any
-    params: Any
-    loss_fn: Any
-    accuracy_fn: Any
+from jaxdl.train import History, fit, init_state, make_optimizer
 
 
 class ResumeError(ValueError):
@@ -48,15 +34,6 @@ def checkpoint_dir_for(out_dir: str | Path) -> Path:
     """Checkpoints live beside the report folder, never inside it: ``<parent>/.<name>.checkpoints``."""
     out = Path(out_dir).resolve()
     return out.parent / f".{out.name}.checkpoints"
-
-
-def build_problem(config: ReportConfig) -> Problem:
-    dtype = jnp.float64 if config.float64 else jnp.float32
-    ds = data_lib.digits(dtype=dtype) if config.dataset == "digits" else data_lib.digits_binarized(dtype=dtype)
-    model = MLP(config.layer_sizes(ds.num_features, ds.num_classes), activation=config.activation,
-                rngs=nnx.Rngs(config.seed), dtype=dtype)
-    apply, params = split(model)
-    return Problem(ds, apply, params, softmax_cross_entropy(apply), accuracy(apply))
 
 
 def run_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Path:

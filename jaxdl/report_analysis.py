@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 import analysis
 from analysis import plots
+from jaxdl.problem import exact_hessian_float64
 
 
 def analyse(config, problem, params, history: dict, *, progress: bool) -> tuple[dict, dict]:
@@ -38,13 +39,10 @@ def analyse(config, problem, params, history: dict, *, progress: bool) -> tuple[
     exact, H = None, None
     exact_results: dict[str, Any] = {"computed": False, "reason": f"n={n} exceeds dense_limit={config.dense_limit}"}
     if n <= config.dense_limit:
-        H = analysis.dense_hessian(loss_fn, params, *batch, block_size=256)
-        # The null tolerance follows the precision H was computed in (n eps max|lambda|), not the float64 eigh.
-        rtol = n * float(np.finfo(H.dtype).eps)
-        H = np.asarray(H, np.float64)
+        H = exact_hessian_float64(config, params)
         exact = np.linalg.eigvalsh(0.5 * (H + H.T))
-        cond = analysis.condition_number(exact, rtol=rtol)
-        exact_results = {"computed": True, "condition": cond._asdict(), "trace": float(exact.sum()),
+        cond = analysis.condition_number(exact)
+        exact_results = {"computed": True, "dtype": "float64", "condition": cond._asdict(), "trace": float(exact.sum()),
                          "top_k": exact[-k:], "bottom_k": exact[:k], "slq_wasserstein1": float(slq.wasserstein1(exact))}
     bar.update()
 
