@@ -8,7 +8,7 @@ from jaxdl.experiments import get_experiment
 
 
 def test_ill_conditioning_quick():
-    res = get_experiment("ill_conditioning").run(seed=0, quick=True)
+    res = get_experiment("ill-conditioning").run(seed=0, quick=True)
     m = res.metrics
     # Eq. 8.10 along -g at the end of training: every step predicted to raise the loss does, and the sign of the
     # prediction matches the actual change for the small and large steps alike.

@@ -75,7 +75,7 @@ def test_cli_exit_status_2_on_bad_input(capsys, tmp_path):
     assert not (tmp_path / "none").exists()
     assert main(["list"]) == 0
     listing = capsys.readouterr().out
-    assert "ill_conditioning" in listing
+    assert "ill-conditioning" in listing
 
 
 def test_small_report_contents(tmp_path):

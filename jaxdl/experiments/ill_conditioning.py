@@ -30,7 +30,7 @@ def _probe_sweep(loss_fn, params, x, y, ratios):
     return eps, predicted, actual
 
 
-@register("ill_conditioning", "sec. 8.2.1: gradient norm stays, g^T H g grows, error falls; eq. 8.10 vs actual")
+@register("ill-conditioning", "sec. 8.2.1: gradient norm stays, g^T H g grows, error falls; eq. 8.10 vs actual")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     hidden = (16,) if quick else (32, 32)
     steps, every, lr, batch = (300, 5, 0.05, 32) if quick else (3000, 10, 0.02, 32)
@@ -121,6 +121,6 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         "checks": {"grad_not_shrinking": bool(grad_not_shrinking), "curvature_grows_10x": bool(curvature_grows),
                    "error_falls_by_half": bool(error_falls), "positive_prediction_means_rise": prediction_holds},
     }
-    return ExperimentResult("ill_conditioning", "Deep Learning sec. 8.2.1: the gradient norm does not shrink while "
+    return ExperimentResult("ill-conditioning", "Deep Learning sec. 8.2.1: the gradient norm does not shrink while "
                             "g^T H g grows by over an order of magnitude and the error still falls; eq. 8.10 predicts "
                             "when a step raises the loss.", passed, verdict, metrics, figures, captions)
