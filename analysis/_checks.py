@@ -7,6 +7,7 @@ boundary, before anything is compiled, never inside an iterative loop.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable
 
 import jax
@@ -20,6 +21,11 @@ def leaf_paths(tree: PyTree) -> list[str]:
     """Slash-separated path of every leaf, in ``tree_flatten`` order."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return [jax.tree_util.keystr(path, simple=True, separator="/") or "<root>" for path, _ in flat]
+
+
+def _dtype(x: Any) -> np.dtype:
+    dtype = getattr(x, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.dtype(jnp.result_type(x))
 
 
 def _is_concrete(x: Any) -> bool:
@@ -45,7 +51,7 @@ def check_params(params: PyTree) -> None:
     if not leaves:
         raise ValueError("params is an empty pytree; expected at least one floating-point array.")
     for i, leaf in enumerate(leaves):
-        dtype = jnp.result_type(leaf)
+        dtype = _dtype(leaf)
         if not jnp.issubdtype(dtype, jnp.floating):
             raise TypeError(
                 f"params leaf '{leaf_paths(params)[i]}' has dtype {dtype}; expected a floating-point dtype "
@@ -72,6 +78,17 @@ def check_batch(batch: tuple, *, microbatched: bool) -> None:
             raise ValueError(f"microbatched batch arrays disagree on the number of microbatches: {sorted(sizes)}.")
 
 
+# jax.Arrays are immutable: once one is known to be finite it stays so. Remembering them (weakly, by identity) makes
+# repeated analysis calls on the same data and parameters skip the device reduction and its host synchronisation.
+_KNOWN_FINITE: "weakref.WeakValueDictionary[int, jax.Array]" = weakref.WeakValueDictionary()
+
+
+def _needs_check(x: Any) -> bool:
+    if not _is_concrete(x):
+        return False
+    return not (isinstance(x, jax.Array) and _KNOWN_FINITE.get(id(x)) is x)
+
+
 def check_finite(params: PyTree, batch: tuple) -> None:
     """No NaN/inf in concrete parameters or floating-point data: one device reduction, one small transfer.
 
@@ -79,13 +96,16 @@ def check_finite(params: PyTree, batch: tuple) -> None:
     """
     p_leaves = jax.tree_util.tree_leaves(params)
     b_leaves = jax.tree_util.tree_leaves(batch)
-    chosen = [("p", i, x) for i, x in enumerate(p_leaves) if _is_concrete(x)]
+    chosen = [("p", i, x) for i, x in enumerate(p_leaves) if _needs_check(x)]
     chosen += [("b", i, x) for i, x in enumerate(b_leaves)
-               if _is_concrete(x) and jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+               if _needs_check(x) and np.issubdtype(_dtype(x), np.inexact)]
     if not chosen:
         return
     counts = np.asarray(_nonfinite_counts([x for _, _, x in chosen]))
     if not counts.any():
+        for _, _, x in chosen:
+            if isinstance(x, jax.Array):
+                _KNOWN_FINITE[id(x)] = x
         return
     kind, i, _ = chosen[int(np.flatnonzero(counts)[0])]
     bad = int(counts[np.flatnonzero(counts)[0]])
@@ -117,7 +137,7 @@ def _output_shape(loss_fn: Callable, params: PyTree, batch: tuple):
 
     def spec(tree):
         leaves, treedef = jax.tree_util.tree_flatten(tree)
-        return treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
+        return treedef, tuple((np.shape(x), _dtype(x)) for x in leaves)
 
     try:
         key = (loss_fn, spec(params), spec(batch))
