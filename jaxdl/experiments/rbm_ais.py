@@ -35,8 +35,9 @@ def ais_sweep(params, key, betas_grid, num_runs: int, base) -> list[dict]:
 
 @register("rbm-ais", "sec. 18.7: AIS log Z converges to the exact value (20 hidden) and scores a 100-hidden RBM")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
-    epochs, grid, big_grid = (3, [100, 1000], [1000]) if quick else (100, [100, 300, 1000, 3000, 10000, 30000],
-                                                                      [1000, 3000, 10000])
+    # Each number of temperatures is one compilation: quick runs use one per model.
+    epochs, grid, big_grid = (3, [1000], [1000]) if quick else (100, [100, 300, 1000, 3000, 10000, 30000],
+                                                                [1000, 3000, 10000])
     runs = 100
     data = digits_binarized()
     key = jax.random.key(seed)
@@ -48,7 +49,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         r["error"] = r["log_partition"] - exact
     last = sweep[-1]
     converged = abs(last["error"]) <= 3 * last["std_error"] + 0.02
-    improves = abs(last["error"]) <= abs(sweep[0]["error"])
+    improves = abs(last["error"]) <= abs(sweep[0]["error"])  # trivially true for a single setting (quick runs)
     mean_neg_f = float(jnp.mean(-free_energy(small, data.x_test)))
 
     big, _ = fit_rbm(data.x_train, 100, key=jax.random.fold_in(key, 3), epochs=epochs, **TRAINING)
@@ -69,11 +70,11 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                "base_model": "W = 0, visible biases = training log-odds"}
     fig = curves(np.array(grid), {"|AIS - exact| (20 hidden)": [max(abs(r["error"]), 1e-6) for r in sweep],
                                   "AIS standard error": [r["std_error"] for r in sweep]},
-                 xlabel="number of intermediate distributions (betas)", ylabel="nats (log scale)", logx=True,
-                 logy=True, title="AIS against the exact log Z")
+                 xlabel="number of intermediate distributions (betas)", ylabel="nats (log scale)",
+                 logx=len(grid) > 1, logy=True, title="AIS against the exact log Z")
     fig2 = curves(np.array(big_grid), {"AIS log Z (100 hidden)": [r["log_partition"] for r in big_sweep]},
-                  xlabel="number of intermediate distributions (betas)", ylabel="log Z (nats)", logx=True,
-                  title="AIS on an RBM too large to enumerate")
+                  xlabel="number of intermediate distributions (betas)", ylabel="log Z (nats)",
+                  logx=len(big_grid) > 1, title="AIS on an RBM too large to enumerate")
     ax = fig2.axes[0]
     ax.errorbar(big_grid, [r["log_partition"] for r in big_sweep], yerr=[r["std_error"] for r in big_sweep],
                 fmt="none", color="C0", capsize=3)
