@@ -27,5 +27,12 @@ from jaxdl.experiments import dropout_regularization as dropout_regularization  
 from jaxdl.experiments import sparse_autoencoder as sparse_autoencoder  # noqa: F401
 from jaxdl.experiments import universal as universal  # noqa: F401
 from jaxdl.experiments import xor as xor  # noqa: F401
+from jaxdl.experiments import bptt_rtrl as bptt_rtrl  # noqa: F401
+from jaxdl.experiments import echo_state as echo_state  # noqa: F401
+from jaxdl.experiments import esn as esn  # noqa: F401
+from jaxdl.experiments import esn_init as esn_init  # noqa: F401
+from jaxdl.experiments import lsm as lsm  # noqa: F401
+from jaxdl.experiments import transductions as transductions  # noqa: F401
+from jaxdl.experiments import vanishing as vanishing  # noqa: F401
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "get_experiment", "register"]

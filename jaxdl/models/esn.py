@@ -79,6 +79,16 @@ def spectral_radius_dense(w: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(np.asarray(w, dtype=np.float64)))))
 
 
+def exact_mask(key: jax.Array, shape: tuple[int, int], density: float) -> jax.Array:
+    """A boolean mask with exactly ``round(density * size)`` (at least one) ``True`` entries at uniformly random
+    positions, as ``scipy.sparse.random`` (used by reservoirpy) draws them: fewer draws with a starved input layer
+    than independent coin flips give."""
+    size = shape[0] * shape[1]
+    count = max(1, int(round(density * size)))
+    chosen = jax.random.permutation(key, size)[:count]
+    return jnp.zeros(size, bool).at[chosen].set(True).reshape(shape)
+
+
 def to_dense(w: Recurrent) -> jax.Array:
     """The ``(n, n)`` matrix of a dense or ``SparseRows`` recurrent weight."""
     if not isinstance(w, SparseRows):
@@ -110,8 +120,9 @@ def reservoir_matrix(
       key: PRNG key.
       units: reservoir size ``n``.
       spectral_radius: target largest eigenvalue modulus (computed from all eigenvalues, float64).
-      connectivity: with ``fan_in=None``, each entry is non-zero with this probability (Erdos-Renyi graph, as
-        reservoirpy's default ``rc_connectivity=0.1``).
+      connectivity: with ``fan_in=None``, this fraction of the entries (exactly, at random positions: an
+        Erdos-Renyi graph with a fixed number of edges, as reservoirpy's default ``rc_connectivity=0.1``) is
+        non-zero.
       fan_in: if given, every unit receives exactly ``fan_in`` connections instead (Lukosevicius 2012 recommends a
         fixed small fan-in: a step then costs ``n * fan_in`` whatever ``n``).
       sparse: store as ``SparseRows`` (a gather of the non-zeros per step) or dense. Default: sparse unless
@@ -136,7 +147,7 @@ def reservoir_matrix(
     if fan_in is None:
         _check(isinstance(connectivity, (int, float)) and 0.0 < connectivity <= 1.0,
                f"connectivity={connectivity!r} is invalid; expected a value in (0, 1].")
-        mask = jax.random.bernoulli(k_mask, connectivity, (units, units))
+        mask = exact_mask(k_mask, (units, units), connectivity)
         dense = np.asarray(jnp.where(mask, jax.random.normal(k_val, (units, units), jnp.float32), 0.0), np.float64)
         sparse = connectivity <= 0.5 if sparse is None else sparse
     else:
@@ -160,13 +171,14 @@ def reservoir_matrix(
 
 def input_matrix(key, units: int, in_features: int, *, input_scaling: float = 1.0, connectivity: float = 0.1,
                  dtype=jnp.float32) -> jax.Array:
-    """Input weights ``+-input_scaling`` (fair coin), each non-zero with probability ``connectivity``."""
+    """Input weights ``+-input_scaling`` (fair coin) on exactly ``round(connectivity * units * in_features)`` random
+    entries (reservoirpy's ``bernoulli`` input initializer with ``input_connectivity``)."""
     _check(isinstance(input_scaling, (int, float)) and math.isfinite(input_scaling) and input_scaling > 0,
            f"input_scaling={input_scaling!r} is invalid; expected a finite positive number.")
     _check(0.0 < connectivity <= 1.0, f"input_connectivity={connectivity!r} is invalid; expected a value in (0, 1].")
     k_mask, k_sign = jax.random.split(key)
     signs = jnp.where(jax.random.bernoulli(k_sign, 0.5, (units, in_features)), 1.0, -1.0)
-    mask = jax.random.bernoulli(k_mask, connectivity, (units, in_features))
+    mask = exact_mask(k_mask, (units, in_features), connectivity)
     return jnp.asarray(input_scaling * signs * mask, dtype)
 
 

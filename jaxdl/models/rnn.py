@@ -62,8 +62,9 @@ class ElmanCell(nnx.Module):
       activation: ``"tanh"``, ``"identity"`` (a linear RNN) or ``"relu"``.
       recurrent_init: ``"uniform"`` (PyTorch's default ``U(-1/sqrt(n), 1/sqrt(n))`` for every weight, spectral
         radius about ``1/sqrt(3)``), ``"orthogonal"`` (all eigenvalues on the unit circle, scaled by
-        ``spectral_radius``) or ``"esn"`` (an echo-state reservoir: 10% connectivity, normal weights rescaled to
-        ``spectral_radius``, input weights ``U(-input_scaling, input_scaling)``, zero bias).
+        ``spectral_radius``) or ``"esn"`` (echo-state style, sec. 10.8 after Sutskever et al. 2013: every unit
+        receives ``min(15, hidden)`` normal recurrent weights, rescaled to ``spectral_radius``; input weights
+        ``U(-input_scaling, input_scaling)``; zero bias). All weights stay trainable.
       spectral_radius: for ``"orthogonal"`` and ``"esn"``.
       input_scaling: for ``"esn"``.
 
@@ -90,8 +91,8 @@ class ElmanCell(nnx.Module):
         k_x, k_h, k_b = rngs.params(), rngs.params(), rngs.params()
         if recurrent_init == "esn":
             w_x = _uniform(k_x, (in_features, hidden), input_scaling, dtype)
-            w_h = to_dense(reservoir_matrix(k_h, hidden, spectral_radius=spectral_radius, sparse=False,
-                                            dtype=dtype)).T
+            w_h = to_dense(reservoir_matrix(k_h, hidden, spectral_radius=spectral_radius, fan_in=min(15, hidden),
+                                            sparse=False, dtype=dtype)).T
             b = jnp.zeros((hidden,), dtype)
         else:
             w_x = _uniform(k_x, (in_features, hidden), bound, dtype)

@@ -1,0 +1,97 @@
+"""Echo-state initialisation of a fully trainable RNN (Deep Learning sec. 10.8): spectral radius 1.2 against the
+default initialisation on a long-memory task, both trained by BPTT.
+
+Task: delayed recall ``y_t = x_{t-25}`` over sequences of 50 steps (:func:`jaxdl.data.delayed_recall`). Networks:
+32 tanh units, trained with Adam (3e-3, gradients clipped at global norm 1) for the same number of steps. The default
+is PyTorch's ``U(-1/sqrt(n), 1/sqrt(n))`` (spectral radius about 0.58); the ESN-style start has 15 normal recurrent
+weights per unit rescaled to spectral radius 1.2 and input weights ``U(-0.3, 0.3)``. The Jacobian products
+``dh_T/dh_t`` at initialisation show why: with the default they vanish long before 25 steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from analysis import jacobian_products, spectral_radius, state_jacobians
+from jaxdl.data import delayed_recall
+from jaxdl.experiments._recurrent import figure, masked_mse, train_scan
+from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.models import RNN, elman_step, split
+
+CLAIM = ("Deep Learning sec. 10.8: initialising a fully trainable recurrent network like an echo state network "
+         "(spectral radius 1.2, sparse recurrent weights) lets BPTT learn long-range dependencies that the default "
+         "initialisation does not learn in the same training budget.")
+INITS = {"default": {"recurrent_init": "uniform"},
+         "esn (spectral radius 1.2)": {"recurrent_init": "esn", "spectral_radius": 1.2, "input_scaling": 0.3}}
+
+
+def cell_step(p, h, x):
+    return elman_step(p, h, x)
+
+
+def train(init: dict, seed: int, task, test, steps: int, hidden: int):
+    model = RNN(1, hidden, 1, rngs=nnx.Rngs(seed), **init)
+    cell = model.cell.params
+    apply, params = split(model)
+    loss = masked_mse(apply)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-3))
+    trained, losses = jax.jit(lambda p: train_scan(loss, opt, p, *task, steps=steps))(params)
+    _, jacs = state_jacobians(cell_step, cell, jnp.zeros(hidden), test.inputs[0])
+    return {"test_mse": float(loss(trained, *test)), "losses": np.asarray(losses),
+            "radius_init": float(spectral_radius(cell.w_h).value),
+            "radius_trained": float(spectral_radius(trained["cell"]["w_h"][...]).value),
+            "product_norm_init": np.asarray(jacobian_products(jacs).spectral_norm)}
+
+
+@register("esn-init-bptt", "sec. 10.8: ESN-style init (spectral radius 1.2) vs default for a trainable RNN on a "
+                           "delay-25 recall task")
+def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+    delay, length, hidden = 25, 50, 32
+    steps, seeds = (300, 1) if quick else (1000, 3)
+    task = delayed_recall(jax.random.PRNGKey(seed), 256, length, delay)
+    test = delayed_recall(jax.random.PRNGKey(seed + 1), 512, length, delay)
+    results = {name: [train(init, seed + s, task, test, steps, hidden) for s in range(seeds)]
+               for name, init in INITS.items()}
+    mse = {name: np.array([r["test_mse"] for r in rs]) for name, rs in results.items()}
+    d_name, e_name = list(INITS)
+    ratio = float(np.median(mse[d_name]) / np.median(mse[e_name]))
+    passed = bool(np.max(mse[e_name]) < np.min(mse[d_name]) and ratio >= 5.0)
+    at_delay = {name: float(np.median([r["product_norm_init"][delay - 1] for r in rs])) for name, rs in results.items()}
+    verdict = (f"Delayed recall (delay {delay}, {steps} Adam steps, {seeds} seed(s)): test MSE default "
+               f"{np.round(mse[d_name], 4).tolist()} vs ESN-style {np.round(mse[e_name], 4).tolist()} (median ratio "
+               f"{ratio:.1f}x; predicting 0 gives 1). At initialisation ||dh_T/dh_(T-{delay})|| = "
+               f"{at_delay[d_name]:.1e} (default, spectral radius {results[d_name][0]['radius_init']:.2f}) vs "
+               f"{at_delay[e_name]:.1e} (ESN-style, {results[e_name][0]['radius_init']:.2f}); after training the "
+               f"spectral radii are {results[d_name][0]['radius_trained']:.2f} and "
+               f"{results[e_name][0]['radius_trained']:.2f}.")
+    metrics = {"test_mse": mse, "ratio_of_medians": ratio, "product_norm_at_delay_init": at_delay,
+               "radius": {n: {"init": [r["radius_init"] for r in rs], "trained": [r["radius_trained"] for r in rs]}
+                          for n, rs in results.items()},
+               "delay": delay, "length": length, "hidden": hidden, "steps": steps}
+    return ExperimentResult("esn-init-bptt", CLAIM, passed, verdict, metrics, *_figures(results, delay))
+
+
+def _figures(results, delay):
+    fig, axes = figure(2, width=5)
+    for i, (name, rs) in enumerate(results.items()):
+        for j, r in enumerate(rs):
+            axes[0].semilogy(r["losses"], color=f"C{i}", lw=1, label=name if j == 0 else None)
+            axes[1].semilogy(np.arange(1, r["product_norm_init"].size + 1), r["product_norm_init"], color=f"C{i}",
+                             lw=1, label=name if j == 0 else None)
+    axes[0].set_xlabel("Adam step")
+    axes[0].set_ylabel("training MSE (log)")
+    axes[0].set_title(f"delayed recall, delay {delay}")
+    axes[0].legend(fontsize=8)
+    axes[1].axvline(delay, color="k", ls=":", lw=1, label=f"delay {delay}")
+    axes[1].set_xlabel("distance T - t (steps)")
+    axes[1].set_ylabel("||dh_T/dh_t||_2 at initialisation (log)")
+    axes[1].set_title("gradient paths at initialisation")
+    axes[1].legend(fontsize=8)
+    return ({"esn_init_training": fig},
+            {"esn_init_training": "Left: training curves (one line per seed). Right: norms of the state-Jacobian "
+                                  "products at initialisation; the default start loses the signal long before "
+                                  "the delay."})
