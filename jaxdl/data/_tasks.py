@@ -7,6 +7,7 @@ output axis, ``(examples, 1)``, the shape an MLP with one output produces. The X
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Union
 
@@ -81,17 +82,23 @@ def function_1d(
     num_train = _count(num_train, "num_train")
     num_test = _count(num_test, "num_test", 2)
     noise = _nonnegative(noise, "noise")
-    k_x, k_noise = jax.random.split(jax.random.PRNGKey(seed))
-    x_train = jax.random.uniform(k_x, (num_train,), dtype, -1.0, 1.0)
-    x_test = jnp.linspace(-1.0, 1.0, num_test, dtype=dtype)
+    dtype = jnp.dtype(dtype)
+    x_train, x_test, eps = _inputs_1d(jax.random.PRNGKey(seed), num_train, num_test, dtype)
     y_train, y_test = jnp.asarray(fn(x_train), dtype), jnp.asarray(fn(x_test), dtype)
     for name, y, n in (("train", y_train, num_train), ("test", y_test, num_test)):
         if y.shape != (n,):
             raise ValueError(f"fn returned shape {y.shape} on the {name} inputs; expected ({n},).")
         if not bool(jnp.all(jnp.isfinite(y))):
             raise ValueError(f"fn returned NaN/inf on the {name} inputs; expected a finite function on [-1, 1].")
-    y_train = y_train + noise * jax.random.normal(k_noise, y_train.shape, dtype)
+    y_train = y_train + noise * eps
     return Dataset(x_train[:, None], y_train[:, None], x_test[:, None], y_test[:, None])
+
+
+@functools.partial(jax.jit, static_argnames=("num_train", "num_test", "dtype"))
+def _inputs_1d(key, num_train, num_test, dtype):
+    k_x, k_noise = jax.random.split(key)
+    x_train = jax.random.uniform(k_x, (num_train,), dtype, -1.0, 1.0)
+    return x_train, jnp.linspace(-1.0, 1.0, num_test, dtype=dtype), jax.random.normal(k_noise, (num_train,), dtype)
 
 
 def tent_map(x: jax.Array) -> jax.Array:
@@ -130,11 +137,14 @@ def tent_composition(
     depth = _count(depth, "depth")
     num_train = _count(num_train, "num_train")
     num_test = _count(num_test, "num_test", 2)
-    x_train = jax.random.uniform(jax.random.PRNGKey(seed), (num_train,), dtype)
+    return Dataset(*_tent_data(jax.random.PRNGKey(seed), depth, num_train, num_test, jnp.dtype(dtype)))
+
+
+@functools.partial(jax.jit, static_argnames=("depth", "num_train", "num_test", "dtype"))
+def _tent_data(key, depth, num_train, num_test, dtype):
+    x_train = jax.random.uniform(key, (num_train,), dtype)
     x_test = jnp.linspace(0.0, 1.0, num_test, dtype=dtype)
-    return Dataset(
-        x_train[:, None], sawtooth(x_train, depth)[:, None], x_test[:, None], sawtooth(x_test, depth)[:, None]
-    )
+    return x_train[:, None], sawtooth(x_train, depth)[:, None], x_test[:, None], sawtooth(x_test, depth)[:, None]
 
 
 def linearly_separable(
@@ -155,7 +165,12 @@ def linearly_separable(
     margin = _nonnegative(margin, "margin")
     if margin >= 1.0:
         raise ValueError(f"margin={margin} is invalid; expected a value in [0, 1) for points in the unit ball.")
-    k_w, k_dir, k_along, k_rad = jax.random.split(jax.random.PRNGKey(seed), 4)
+    return _separable(jax.random.PRNGKey(seed), margin, num_examples, num_features, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples", "num_features", "dtype"))
+def _separable(key, margin, num_examples, num_features, dtype):
+    k_w, k_dir, k_along, k_rad = jax.random.split(key, 4)
     w = jax.random.normal(k_w, (num_features,), dtype)
     w = w / jnp.linalg.norm(w)
     # x = s w + t u with u a unit vector orthogonal to w: |w.x| = |s| >= margin and |x|^2 = s^2 + t^2 <= 1.
@@ -180,5 +195,10 @@ def circle(num_examples: int = 512, *, radius: float = 1.0, seed: int = 0, dtype
     radius = _nonnegative(radius, "radius")
     if radius == 0:
         raise ValueError("radius=0 is invalid; expected a positive radius.")
-    theta = jax.random.uniform(jax.random.PRNGKey(seed), (num_examples,), dtype, 0.0, 2.0 * jnp.pi)
+    return _circle(jax.random.PRNGKey(seed), radius, num_examples, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnames=("num_examples", "dtype"))
+def _circle(key, radius, num_examples, dtype):
+    theta = jax.random.uniform(key, (num_examples,), dtype, 0.0, 2.0 * jnp.pi)
     return radius * jnp.stack([jnp.cos(theta), jnp.sin(theta)], axis=1)

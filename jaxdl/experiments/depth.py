@@ -68,18 +68,29 @@ def shallow_least_squares(units: int, depth: int, x: jax.Array, y: jax.Array, x_
         choices.append(breakpoints[np.round(np.linspace(0, breakpoints.size - 1, min(inner, breakpoints.size)))
                                    .astype(int)])
         choices.append(breakpoints[: min(inner, breakpoints.size)])
-    best = np.inf
     with jax.enable_x64(True):
-        xs, ys, xt, yt = (jnp.asarray(a, jnp.float64) for a in (x, y, x_test, y_test))
-        for kinks in choices:
-            knots = jnp.concatenate([jnp.zeros(1), jnp.asarray(kinks[:inner], jnp.float64)])
+        arrays = [jnp.asarray(a, jnp.float64) for a in (x, y, x_test, y_test)]
+        # Every kink set padded to 2**depth entries with a mask, so one compiled solve serves all widths.
+        width = 2**depth
+        knots = np.zeros((len(choices), width))
+        masks = np.zeros((len(choices), width))
+        for i, kinks in enumerate(choices):
+            used = np.concatenate([[0.0], kinks[:inner]])[:width]
+            knots[i, : used.size], masks[i, : used.size] = used, 1.0
+        errors = _masked_least_squares(jnp.asarray(knots), jnp.asarray(masks), *arrays)
+        return float(jnp.min(errors))
 
-            def features(z):
-                return jnp.concatenate([jax.nn.relu(z - knots), jnp.ones_like(z)], axis=1)
 
-            theta = jnp.linalg.lstsq(features(xs), ys)[0]
-            best = min(best, float(jnp.sqrt(jnp.mean((features(xt) @ theta - yt) ** 2))))
-    return best
+@jax.jit
+def _masked_least_squares(knots, masks, x, y, x_test, y_test):
+    def one(knot, mask):
+        def features(z):
+            return jnp.concatenate([jax.nn.relu(z - knot) * mask, jnp.ones_like(z)], axis=1)
+
+        theta = jnp.linalg.lstsq(features(x), y)[0]  # minimum-norm: masked columns get zero weight
+        return jnp.sqrt(jnp.mean((features(x_test) @ theta - y_test) ** 2))
+
+    return jax.vmap(one)(knots, masks)
 
 
 def _spread_knots(params, key):

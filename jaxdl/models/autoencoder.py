@@ -124,6 +124,8 @@ class Autoencoder(nnx.Module):
     def __call__(self, x: jax.Array, *, key: Optional[jax.Array] = None, train: bool = False) -> jax.Array:
         if jnp.shape(x)[-1] != self.num_inputs:
             raise ValueError(f"x has shape {jnp.shape(x)}; expected a last axis of {self.num_inputs}.")
+        if not isinstance(x, jax.core.Tracer):  # concrete input (eager call): check values at the boundary
+            check_data(jnp.reshape(x, (-1, self.num_inputs)))
         if train and self.corruption != "none":
             if key is None:
                 raise ValueError(f"train=True with corruption={self.corruption!r} needs a PRNG key: pass key=...")

@@ -103,6 +103,8 @@ class DropoutMLP(nnx.Module):
                  masks: Optional[Sequence[jax.Array]] = None) -> jax.Array:
         if jnp.ndim(x) != 2 or x.shape[1] != self.widths[0]:
             raise ValueError(f"x has shape {jnp.shape(x)}; expected (examples, {self.widths[0]}).")
+        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+            raise ValueError("x contains NaN/inf values; expected finite inputs.")
         if train and masks is None:
             if key is None:
                 raise ValueError("train=True draws dropout masks and needs a PRNG key: pass key=...")

@@ -1,0 +1,131 @@
+"""Autoencoders (chapter 14): the linear autoencoder against scikit-learn's PCA (ANCHORS.md), principal angles
+against scipy, the sparsity penalties against their formulas, corruption and tied weights, and bad input."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxdl.experiments import autoencoder_pca
+from jaxdl.models import Autoencoder, autoencoder_split, principal_angle_cosines, reconstruction_error, sparsity_penalty
+
+
+def test_linear_autoencoder_learns_the_pca_subspace():
+    """ANCHORS.md: k = 10 on all digits / 16, MSE within 0.1% of PCA's 0.01920, principal-angle cosines > 0.999."""
+    result = autoencoder_pca.run(quick=True)
+    linear = result.metrics["linear"]
+    assert abs(linear["pca_mse"] - 0.01920) < 5e-6
+    assert abs(linear["relative_difference"]) < 1e-3
+    assert min(linear["principal_angle_cosines"]) > 0.999
+    assert result.passed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_principal_angles_match_scipy(seed):
+    from scipy.linalg import subspace_angles
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((12, 4)), rng.standard_normal((12, 4))
+    b[:, 0] = a[:, 0] + 1e-3 * b[:, 0]  # one nearly shared direction
+    ref = np.sort(np.cos(subspace_angles(a, b)))[::-1]
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(np.asarray(principal_angle_cosines(jnp.asarray(a), jnp.asarray(b))), ref,
+                                   atol=1e-12)
+    np.testing.assert_allclose(np.asarray(principal_angle_cosines(jnp.asarray(a, jnp.float32),
+                                                                  jnp.asarray(b, jnp.float32))), ref, atol=1e-5)
+    # Invariant to the basis chosen for each span.
+    mix = rng.standard_normal((4, 4))
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(np.asarray(principal_angle_cosines(jnp.asarray(a @ mix), jnp.asarray(b))), ref,
+                                   atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_sparsity_penalties_match_their_formulas(dtype):
+    with jax.enable_x64(dtype == jnp.float64):
+        rng = np.random.default_rng(0)
+        h = rng.uniform(0.01, 0.99, (20, 6))
+        rho = h.mean(0)
+        t = 0.05
+        kl = np.sum(t * np.log(t / rho) + (1 - t) * np.log((1 - t) / (1 - rho)))
+        hj = jnp.asarray(h, dtype)
+        rtol = 1e-12 if dtype == jnp.float64 else 1e-5
+        np.testing.assert_allclose(float(sparsity_penalty(hj, "kl", target=t)), kl, rtol=rtol)
+        np.testing.assert_allclose(float(jax.jit(lambda z: sparsity_penalty(z, "l1"))(hj)),
+                                   np.abs(h).sum(1).mean(), rtol=rtol)
+        assert float(sparsity_penalty(jnp.full((4, 3), 0.2, dtype), "kl", target=0.2)) == pytest.approx(0, abs=1e-6)
+
+
+def test_tied_decoder_uses_the_transposed_encoder():
+    fns, params = autoencoder_split(Autoencoder(5, 3, tied=True, encoder_activation="sigmoid", rngs=nnx.Rngs(0)))
+    d = nnx.to_pure_dict(params)
+    assert set(d) == {"encoder", "decoder_bias"}
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 5)), jnp.float32)
+    w, b = d["encoder"][0]["kernel"], d["encoder"][0]["bias"]
+    h = jax.nn.sigmoid(x @ w + b)
+    np.testing.assert_allclose(np.asarray(fns.apply(params, x)), np.asarray(h @ w.T + d["decoder_bias"]),
+                               rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(fns.encode(params, x[0])), np.asarray(h[0]), rtol=1e-6)
+
+
+def test_corruption_statistics_and_determinism():
+    x = jnp.ones((400, 50))
+    mask_model = Autoencoder(50, 10, corruption="masking", noise_level=0.3, rngs=nnx.Rngs(0))
+    fns, params = autoencoder_split(mask_model)
+    key = jax.random.PRNGKey(0)
+    corrupted = jax.jit(fns.corrupt)(params, x, key)
+    kept = float(jnp.mean(corrupted))
+    assert abs(kept - 0.7) < 4 * np.sqrt(0.21 / x.size)
+    np.testing.assert_array_equal(np.asarray(fns.apply(params, x, key=key, train=True)),
+                                  np.asarray(fns.decode(params, fns.encode(params, corrupted))))
+    assert not np.array_equal(np.asarray(fns.apply(params, x, key=key, train=True)), np.asarray(fns.apply(params, x)))
+    g_fns, g_params = autoencoder_split(Autoencoder(50, 10, corruption="gaussian", noise_level=0.5,
+                                                    rngs=nnx.Rngs(0)))
+    noise = jax.jit(g_fns.corrupt)(g_params, x, key) - x
+    assert abs(float(jnp.std(noise)) - 0.5) < 0.02 and abs(float(jnp.mean(noise))) < 0.02
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="not smaller than num_inputs=64; an undercomplete"):
+        Autoencoder(64, 80, undercomplete=True, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="undercomplete"):
+        Autoencoder(64, 64, undercomplete=True, rngs=nnx.Rngs(0))
+    Autoencoder(64, 80, rngs=nnx.Rngs(0))  # overcomplete is fine when not asked to be undercomplete
+    with pytest.raises(ValueError, match="code_size"):
+        Autoencoder(64, 0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="encoder_activation"):
+        Autoencoder(8, 2, encoder_activation="softplus", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="corruption"):
+        Autoencoder(8, 2, corruption="salt", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="probability in \\[0, 1\\)"):
+        Autoencoder(8, 2, corruption="masking", noise_level=1.0, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=">= 0"):
+        Autoencoder(8, 2, corruption="gaussian", noise_level=-0.1, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="finite"):
+        Autoencoder(8, 2, corruption="gaussian", noise_level=float("nan"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="single-layer"):
+        Autoencoder(8, 2, hidden=(4,), tied=True, rngs=nnx.Rngs(0))
+    fns, params = autoencoder_split(Autoencoder(8, 2, corruption="gaussian", noise_level=0.1, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        fns.apply(params, jnp.ones((3, 8)), train=True)
+    with pytest.raises(ValueError, match="last axis of 8"):
+        fns.apply(params, jnp.ones((3, 7)))
+    with pytest.raises(ValueError, match="NaN"):
+        fns.apply(params, jnp.ones((3, 8)).at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="reconstruction has shape"):
+        reconstruction_error(jnp.ones((3, 8)), jnp.ones((3, 7)))
+    with pytest.raises(ValueError, match="target"):
+        sparsity_penalty(jnp.ones((3, 2)) * 0.5, "kl", target=0.0)
+    with pytest.raises(ValueError, match="kind"):
+        sparsity_penalty(jnp.ones((3, 2)), "l2")
+    with pytest.raises(ValueError, match="equal \\(d, k\\)"):
+        principal_angle_cosines(jnp.ones((5, 2)), jnp.ones((5, 3)))
+    from jaxdl.models.autoencoder import check_data
+
+    with pytest.raises(ValueError, match="NaN"):
+        check_data(jnp.ones((3, 8)).at[1, 1].set(jnp.nan), 8)
+    with pytest.raises(ValueError, match="empty"):
+        check_data(jnp.ones((0, 8)), 8)
