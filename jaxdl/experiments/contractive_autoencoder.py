@@ -125,14 +125,17 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     g, r = estimates["gaussian"], estimates["rademacher"]
     verdict = (f"Penalty on {x.shape[0]} test digits (tied model): exact {exact:.6f}, closed form {closed:.6f} "
                f"(relative difference {agreement['closed_vs_exact_relative']:.1e}), random projections with "
-               f"{num_probes} probes {g['estimate']:.6f} +- {g['standard_error']:.6f} Gaussian (z = {g['z_score']:+.2f}, "
+               f"{num_probes} probes {g['estimate']:.6f} +- {g['standard_error']:.6f} Gaussian "
+               f"(z = {g['z_score']:+.2f}, "
                f"sample/exact variance {g['variance_ratio_sample_to_exact']:.2f}) and {r['estimate']:.6f} +- "
                f"{r['standard_error']:.6f} Rademacher (z = {r['z_score']:+.2f}). Degenerate solution, lambda = "
                f"{penalty_weight}, {steps} Adam steps: untied encoder norm {untied['encoder_norm_start']:.2f} -> "
                f"{untied['encoder_norm_end']:.2f}, decoder norm {untied['decoder_norm_start']:.2f} -> "
-               f"{untied['decoder_norm_end']:.2f}, penalty {untied['penalty_start']:.3f} -> {untied['penalty_end']:.3f} "
+               f"{untied['decoder_norm_end']:.2f}, penalty {untied['penalty_start']:.3f} -> "
+               f"{untied['penalty_end']:.3f} "
                f"(still falling: last half x{untied['penalty_end_over_half']:.2f}); tied encoder norm "
-               f"{tied['encoder_norm_start']:.2f} -> {tied['encoder_norm_end']:.2f}, penalty {tied['penalty_start']:.3f}"
+               f"{tied['encoder_norm_start']:.2f} -> {tied['encoder_norm_end']:.2f}, penalty "
+               f"{tied['penalty_start']:.3f}"
                f" -> {tied['penalty_end']:.3f}.")
     metrics = {"code_size": CODE_SIZE, "penalty_weight": penalty_weight, "steps": steps, "agreement": agreement,
                "untied": untied, "tied": tied}

@@ -4,9 +4,9 @@ and renormalised geometric means over all ``2**d`` sub-networks.
 Measured on digits pooled to 4 x 4 pixels (16 inputs), so that every mask can be enumerated: for softmax regression
 (16 droppable inputs) the weight scaling rule equals the geometric mean to float64 round-off (eq. 7.58-7.66); for an
 MLP whose 16 inputs are dropped before a ReLU layer it is only an approximation, measured (dropping only the
-hidden units of that MLP is softmax regression on the hidden features, exact again); the Monte-Carlo estimate approaches the
-exact arithmetic mean with error proportional to ``1/sqrt(K)``; and the two conventions (inverted and weight
-scaling) are the same model after rescaling the weights by the inclusion probabilities.
+hidden units of that MLP is softmax regression on the hidden features, exact again); the Monte-Carlo estimate
+approaches the exact arithmetic mean with error proportional to ``1/sqrt(K)``; and the two conventions (inverted and
+weight scaling) are the same model after rescaling the weights by the inclusion probabilities.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def _rescaled(params, include):
     return out
 
 
-@register("dropout-inference", "sec. 7.12: weight scaling = geometric mean for softmax regression; MC error ~ 1/sqrt(K)")
+@register("dropout-inference",
+          "sec. 7.12: weight scaling = geometric mean for softmax regression; MC error ~ 1/sqrt(K)")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     steps = 100 if quick else 1000
     num_eval = 64 if quick else 450

@@ -82,8 +82,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                f"{TARGET_RATE}); mean activation {base_s['mean_activation']:.3f} -> {kl['mean_activation']:.3f}; test "
                f"MSE {base_s['test_mse']:.4f} -> {kl['test_mse']:.4f} (predicting the mean image: {mean_mse:.4f}).")
     return ExperimentResult("sparse-autoencoder", CLAIM, bool(passed), verdict,
-                            {"code_size": CODE_SIZE, "target_rate": TARGET_RATE, "steps": steps, "mean_image_mse": mean_mse,
-                             "results": results},
+                            {"code_size": CODE_SIZE, "target_rate": TARGET_RATE, "steps": steps,
+                             "mean_image_mse": mean_mse, "results": results},
                             *_figures(codes, models))
 
 

@@ -107,7 +107,8 @@ def fit_widths(activation: str, widths, seeds: int, steps: int, data, seed: int 
     return run(params, masks, data.x_train, data.y_train, data.x_test, data.y_test)
 
 
-@register("universal-approximation", "sec. 6.4.1: one hidden layer fits a continuous 1-D function; error falls with width")
+@register("universal-approximation",
+          "sec. 6.4.1: one hidden layer fits a continuous 1-D function; error falls with width")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     widths, seeds, steps = ((1, 4, 32), 2, 2000) if quick else ((1, 2, 4, 8, 16, 32, 64, 128), 3, 3000)
     activations = ("tanh",) if quick else ("tanh", "relu")

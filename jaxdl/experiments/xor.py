@@ -129,7 +129,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                f"{ls_dev:.1e} of 1/2. Book ReLU network outputs {book_out.tolist()} (max error {book_dev:.1e}). "
                f"Trained MLPs solving XOR (all outputs within 0.1) over {seeds} seeds: "
                + ", ".join(f"{k} {v:.0%}" for k, v in solved.items())
-               + f". Perceptron: best accuracy of the learning rule from {rule_best.size} starts {rule_best.max():.2f}; "
+               + f". Perceptron: best accuracy of the learning rule from {rule_best.size} starts "
+               f"{rule_best.max():.2f}; "
                f"best of {separators:,} random separators {search_best}/4 correct.")
     return ExperimentResult("xor", CLAIM, bool(passed), verdict, metrics, *_figures(apply_book, params_book, hidden,
                                                                                    w_ls, b_ls, outputs, solved))
