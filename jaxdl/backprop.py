@@ -249,7 +249,7 @@ def sgd_fit(
         raise ValueError(f"x has shape {x.shape}: the training set is empty.")
     if y.shape[:1] != x.shape[:1]:
         raise ValueError(f"x has {x.shape[0]} examples but y has shape {y.shape}.")
-    if not bool(jnp.all(jnp.isfinite(x))):
+    if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x contains NaN/inf values; expected finite data.")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -130,7 +130,7 @@ def _figures(errors, runs):
     ax0.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
     ax0.set_ylabel("max relative error vs jax.grad (log)")
     ax0.set_title("hand-written backward pass")
-    ax0.legend()
+    ax0.legend(loc="center right")
     for name, style in (("backprop", "-"), ("jax.grad", "--")):
         losses = runs[name]["losses"]
         ax1.semilogy(np.arange(losses.size), losses, style, lw=1, label=f"SGD with {name}")

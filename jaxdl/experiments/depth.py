@@ -157,8 +157,9 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     rivals = [s for s in shallow if s["params"] >= constructed_params and s["units"] < teeth]
     min_rival = min((s["best_rms"] for s in rivals), default=float("nan"))
     bound_holds = all(s["best_rms"] >= s["lower_bound"] * (1 - 1e-3) for s in shallow)
-    trained_deep_wins = [d for d in deep if any(s["params"] >= d["params"] and d["best_rms"] < s["trained_best_rms"]
-                                                for s in shallow)]
+    # A trained deep network "wins" only with an error at least 10% below a trained shallow one of >= its size.
+    trained_deep_wins = [d for d in deep if any(s["params"] >= d["params"]
+                                                and d["best_rms"] < 0.9 * s["trained_best_rms"] for s in shallow)]
     bounds = ", ".join(f"{s['lower_bound']:.3f}" for s in rivals)
     passed = bool(rivals) and constructed_rms < 1e-6 and min_rival > 0.05 and bound_holds
     verdict = (f"Target: {k}-fold tent map ({teeth} teeth). The constructed deep ReLU network ({k} layers of width 2, "
@@ -171,7 +172,9 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                + (f"Trained deep networks (best of {seeds} seeds): "
                   + ", ".join(f"width {d['width']} ({d['params']} params) {d['best_rms']:.3f}" for d in deep)
                   + f"; {len(trained_deep_wins)} of {len(deep)} beat a trained shallow network of equal or larger "
-                  "size." if deep else "Trained deep networks: not run in quick mode."))
+                  "size by 10% or more"
+                  + (" (gradient training from random initialisation did not find the construction)."
+                     if not trained_deep_wins else ".") if deep else "Trained deep networks: not run in quick mode."))
     metrics = {"depth_k": k, "teeth": teeth, "seeds": seeds, "steps": steps,
                "constructed": {"params": constructed_params, "rms": constructed_rms},
                "shallow": shallow, "deep_trained": deep, "shallow_rivals_min_rms": min_rival,
@@ -186,14 +189,14 @@ def _figures(k, constructed_params, constructed_rms, shallow, deep, data, apply_
     floor = 1e-8
     ps = [s["params"] for s in shallow]
     ax0.loglog(ps, [max(s["least_squares_rms"], floor) for s in shallow], "o-",
-               label="shallow, hand-placed kinks + least squares")
+               label="shallow, hand-placed kinks + least squares (floor 1e-8)")
     ax0.loglog(ps, [s["trained_best_rms"] for s in shallow], "v--", label="shallow [1, m, 1], trained (best seed)")
     bound_m = np.arange(1, 2 ** (k - 1))
     ax0.loglog(3 * bound_m + 1, [max(shallow_error_bound(int(m), k), floor) for m in bound_m], "k:",
                label="shallow lower bound (any training)")
     ax0.loglog([d["params"] for d in deep], [d["best_rms"] for d in deep], "s-", label=f"deep, {k} layers, trained")
     ax0.loglog([constructed_params], [max(constructed_rms, floor)], "r*", ms=14,
-               label=f"deep, {k} layers of 2, constructed")
+               label=f"deep, {k} layers of 2, constructed (error {constructed_rms:.0e}; floor 1e-8)")
     ax0.set_xlabel("parameters (log)")
     ax0.set_ylabel("test RMS error (log)")
     ax0.set_title(f"error vs size, {k}-fold tent map")

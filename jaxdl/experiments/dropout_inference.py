@@ -174,7 +174,7 @@ def _figures(ks, mc_rms, predicted, sr, mlp):
     ax1.set_xticks(range(2), labels)
     ax1.set_ylabel("max |difference| of class probabilities (log)")
     ax1.set_title("weight scaling rule vs exact ensembles (float64)")
-    ax1.legend()
+    ax1.legend(loc="center")
     caption = ("Left: Monte-Carlo dropout error against K with the 1/sqrt(K) prediction. Right: the weight scaling "
                "rule equals the geometric mean for softmax regression to round-off, and approximates it for an MLP.")
     return {"dropout_inference": fig}, {"dropout_inference": caption}

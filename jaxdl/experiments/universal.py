@@ -44,27 +44,41 @@ def _spread_breakpoints(params, key):
     return params
 
 
-def least_squares_widths(activation: str, widths, data, key: jax.Array, slope_scale: float = 6.0):
-    """Test RMS error of the best output layer over a fixed random hidden layer, for every width (float64).
+def van_der_corput(count: int) -> np.ndarray:
+    """The first ``count`` points of the base-2 van der Corput sequence in [0, 1): nested, and the first ``2**j``
+    points are an evenly spaced grid, so every prefix spreads its points over the interval."""
+    points = np.zeros(count)
+    for i in range(count):
+        n, denom = i, 1.0
+        while n:
+            denom *= 2.0
+            points[i] += (n & 1) / denom
+            n >>= 1
+    return points
 
-    Hidden weights ``w ~ N(0, slope_scale^2)``, biases placing each unit's transition uniformly in [-1, 1]; the
-    output layer is the exact least-squares solution, a convex problem solved to machine precision. The networks
-    are nested (width ``w`` uses the first ``w`` units), so the training error cannot increase with width; the
-    error of a one-hidden-layer network with the best hidden layer is lower still.
+
+def least_squares_widths(activation: str, widths, data, key: jax.Array, slope_scale: float = 6.0):
+    """Test RMS error of the best output layer over a fixed hidden layer, for every width (float64).
+
+    Unit ``j`` has its transition at the ``j``-th van der Corput point of [-1, 1] (the first ``w`` points spread
+    evenly for every ``w``) and slope ``slope_scale`` times a standard normal draw; the output layer is the exact
+    least-squares solution, a convex problem solved to machine precision. The networks are nested (width ``w``
+    uses the first ``w`` units), so the training error cannot increase with width; a one-hidden-layer network
+    with the best hidden layer does better still.
     """
     with jax.enable_x64(True):
         arrays = [jnp.asarray(a, jnp.float64) for a in (data.x_train, data.y_train, data.x_test, data.y_test)]
         masks = jnp.stack([(jnp.arange(max(widths)) < n).astype(jnp.float64) for n in widths])
-        errors = _least_squares(activation, masks, key, slope_scale, *arrays)
+        centres = jnp.asarray(2.0 * van_der_corput(max(widths)) - 1.0)
+        errors = _least_squares(activation, masks, centres, key, slope_scale, *arrays)
         return [float(e) for e in errors]
 
 
 @jax.jit(static_argnames=("activation",))
-def _least_squares(activation, masks, key, slope_scale, x_tr, y_tr, x_te, y_te):
+def _least_squares(activation, masks, centres, key, slope_scale, x_tr, y_tr, x_te, y_te):
     act = ACTIVATIONS[activation]
-    k_w, k_u = jax.random.split(key)
-    w = slope_scale * jax.random.normal(k_w, (masks.shape[1],), x_tr.dtype)
-    b = -w * jax.random.uniform(k_u, w.shape, x_tr.dtype, -1.0, 1.0)
+    w = slope_scale * jax.random.normal(key, (masks.shape[1],), x_tr.dtype)
+    b = -w * centres
 
     def one(mask):
         # Masked columns are zero, so the minimum-norm solution gives them zero weight: the narrower network.
@@ -129,17 +143,21 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         }
         preds[act] = np.asarray(pred[jnp.arange(len(widths)), best])
         ls = np.asarray(ls)
+        # Steps count as falling until the error reaches float64 least-squares round-off (1e-6 of the target std).
+        live = ls[:-1] > 1e-6 * scale
         checks[act] = {
             "trained_ratio_widest_to_narrowest": float(trained[-1] / trained[0]),
+            "trained_best_width": int(widths[int(np.argmin(trained))]),
             "least_squares_ratio_widest_to_narrowest": float(ls[-1] / ls[0]),
-            "least_squares_fraction_of_steps_reducing_error": float(np.mean(np.diff(ls) < 0)),
+            "least_squares_fraction_of_steps_reducing_error": float(np.mean((np.diff(ls) < 0)[live])),
         }
     passed = all(c["trained_ratio_widest_to_narrowest"] < 0.1 and c["least_squares_ratio_widest_to_narrowest"] < 0.01
-                 and c["least_squares_fraction_of_steps_reducing_error"] >= 0.75 for c in checks.values())
+                 and c["least_squares_fraction_of_steps_reducing_error"] >= 0.8 for c in checks.values())
     verdict = f"Target std {scale:.2f}. " + " ".join(
         f"{act}: trained RMS error (best of {seeds} seeds) "
         + ", ".join(f"w={w}: {e:.1e}" for w, e in zip(widths, r["trained_rms_error_best"]))
-        + f" (widest/narrowest {checks[act]['trained_ratio_widest_to_narrowest']:.1e}); least-squares output layer "
+        + f" (widest/narrowest {checks[act]['trained_ratio_widest_to_narrowest']:.1e}, lowest at "
+        f"w={checks[act]['trained_best_width']}); least-squares output layer "
         + ", ".join(f"{e:.1e}" for e in r["least_squares_rms_error"])
         + f" (widest/narrowest {checks[act]['least_squares_ratio_widest_to_narrowest']:.1e})."
         for act, r in results.items())
@@ -155,7 +173,7 @@ def _figures(widths, results, preds, data):
         ax0.loglog(widths, r["trained_rms_error_best"], "o-", color=f"C{i}", label=f"{act}: trained (Adam), RMS")
         ax0.loglog(widths, r["trained_max_error_best"], "s:", color=f"C{i}", alpha=0.6, label=f"{act}: trained, max")
         ax0.loglog(widths, np.maximum(r["least_squares_rms_error"], 1e-12), "^--", color=f"C{i}",
-                   label=f"{act}: random hidden + least-squares output")
+                   label=f"{act}: fixed hidden + least-squares output")
     ax0.set_xlabel("hidden units (log)")
     ax0.set_ylabel("test error on [-1, 1] (log)")
     ax0.set_title("one hidden layer: error vs width")
@@ -170,6 +188,6 @@ def _figures(widths, results, preds, data):
     ax1.set_title("trained fits of increasing width")
     ax1.legend(fontsize=8)
     caption = ("Left: test RMS and maximum error against hidden width, log-log; trained networks (Adam, full batch) "
-               "and the exact least-squares output layer over a fixed random hidden layer (float64), which shows "
+               "and the exact least-squares output layer over a fixed hidden layer (float64), which shows "
                "what the width can represent below the optimizer's floor. Right: the target and trained fits.")
     return {"universal_error_vs_width": fig}, {"universal_error_vs_width": caption}

@@ -146,15 +146,20 @@ def _figures(apply_book, params_book, hidden, w_ls, b_ls, outputs, solved):
         book = np.asarray(apply_book(params_book, jnp.asarray(pts))[:, 0]).reshape(gx.shape)
     linear = (pts @ np.asarray(w_ls) + float(b_ls)).reshape(gx.shape)
     for ax, surface, title in ((axes[0], linear, "least-squares linear model"), (axes[1], book, "book's ReLU network")):
-        im = ax.contourf(gx, gy, surface, levels=np.linspace(-0.5, 1.5, 21), cmap="coolwarm")
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=80, vmin=-0.5, vmax=1.5)
+        # Level boundaries at odd multiples of 0.05, so the constant 1/2 (+- round-off) sits inside one band.
+        im = ax.contourf(gx, gy, surface, levels=np.linspace(-0.55, 1.55, 22), cmap="coolwarm")
+        for target, marker, face in ((0.0, "o", "white"), (1.0, "s", "black")):
+            pick = y == target
+            ax.scatter(x[pick, 0], x[pick, 1], marker=marker, facecolors=face, edgecolors="k", s=90,
+                       label=f"target {target:g}")
+        ax.legend(loc="upper center", fontsize=8)
         ax.set_xlabel("$x_1$")
         ax.set_ylabel("$x_2$")
         ax.set_title(title)
     fig.colorbar(im, ax=axes[:2], label="model output $f(x)$")
     axes[2].scatter(hidden[:, 0], hidden[:, 1], c=y, cmap="coolwarm", edgecolors="k", s=80)
-    for (h1, h2), label in zip(hidden, ["(0,0)", "(0,1)", "(1,0)", "(1,1)"]):
-        axes[2].annotate(label, (h1, h2), textcoords="offset points", xytext=(6, 6))
+    for i, label in ((0, "x=(0,0)"), (1, "x=(0,1) and (1,0)"), (3, "x=(1,1)")):
+        axes[2].annotate(label, tuple(hidden[i]), textcoords="offset points", xytext=(6, 6))
     axes[2].plot([0.5, 2.0], [0.0, 0.75], "k--", lw=1, label="$h_1 - 2h_2 = 1/2$")
     axes[2].set_xlabel("$h_1$")
     axes[2].set_ylabel("$h_2$")
@@ -172,7 +177,7 @@ def _figures(apply_book, params_book, hidden, w_ls, b_ls, outputs, solved):
     ax.set_xticks(range(len(names)), names)
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer (activation-width)")
-    ax.set_ylabel("max |f(x) - y| over the 4 points (log)")
+    ax.set_ylabel("max |f(x) - y| over the 4 points (log, floored at 1e-6)")
     ax.set_title("trained MLPs on XOR, one dot per seed")
     ax.legend(fontsize=8)
     figures = {"xor_surfaces": fig, "xor_trained_mlps": fig2}

@@ -21,6 +21,7 @@ from typing import Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxdl.models.mlp import ACTIVATIONS
@@ -177,7 +178,7 @@ def check_data(x: jax.Array, num_inputs: Optional[int] = None) -> jax.Array:
         raise ValueError(f"x has shape {x.shape}; expected a non-empty (examples, features) array.")
     if num_inputs is not None and x.shape[1] != num_inputs:
         raise ValueError(f"x has {x.shape[1]} features; the autoencoder expects {num_inputs}.")
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+    if not isinstance(x, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x contains NaN/inf values; expected finite data.")
     return x
 

@@ -103,7 +103,7 @@ class DropoutMLP(nnx.Module):
                  masks: Optional[Sequence[jax.Array]] = None) -> jax.Array:
         if jnp.ndim(x) != 2 or x.shape[1] != self.widths[0]:
             raise ValueError(f"x has shape {jnp.shape(x)}; expected (examples, {self.widths[0]}).")
-        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+        if not isinstance(x, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x))):
             raise ValueError("x contains NaN/inf values; expected finite inputs.")
         if train and masks is None:
             if key is None:
@@ -166,7 +166,7 @@ def _check_x(net: DropoutNet, x: jax.Array) -> jax.Array:
         raise ValueError(f"x has shape {x.shape}; expected (examples, {net.widths[0]}).")
     if x.shape[0] == 0:
         raise ValueError("x is empty; expected at least one example.")
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
+    if not isinstance(x, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x contains NaN/inf values; expected finite inputs.")
     return x
 
