@@ -144,3 +144,17 @@ def test_bad_inputs():
         check_data(jnp.ones((3, 8)).at[1, 1].set(jnp.nan), 8)
     with pytest.raises(ValueError, match="empty"):
         check_data(jnp.ones((0, 8)), 8)
+
+
+def test_untied_contractive_autoencoder_shrinks_its_encoder_and_tied_does_not():
+    """Sec. 14.7: with untied weights the penalty falls while the decoder grows to compensate; tied weights block it."""
+    from jaxdl.data import digits_full
+    from jaxdl.experiments import contractive_autoencoder as cae
+
+    x = digits_full()[0][:300]
+    _, _, untied = cae.train_contractive(x, tied=False, penalty_weight=0.01, steps=300, seed=0)
+    _, _, tied = cae.train_contractive(x, tied=True, penalty_weight=0.01, steps=300, seed=0)
+    # Columns: reconstruction MSE, penalty, encoder norm, decoder norm; row 0 is before training.
+    assert untied[-1, 3] > 1.5 * untied[0, 3] and untied[-1, 2] < untied[0, 2]
+    assert tied[-1, 2] > tied[0, 2]
+    assert untied[-1, 1] < 0.8 * tied[-1, 1]
