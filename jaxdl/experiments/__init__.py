@@ -34,5 +34,11 @@ from jaxdl.experiments import esn_init as esn_init  # noqa: F401
 from jaxdl.experiments import lsm as lsm  # noqa: F401
 from jaxdl.experiments import transductions as transductions  # noqa: F401
 from jaxdl.experiments import vanishing as vanishing  # noqa: F401
+from jaxdl.experiments import saddles as saddles  # noqa: F401
+from jaxdl.experiments import local_minima as local_minima  # noqa: F401
+from jaxdl.experiments import cliffs as cliffs  # noqa: F401
+from jaxdl.experiments import inexact_gradients as inexact_gradients  # noqa: F401
+from jaxdl.experiments import initialization as initialization  # noqa: F401
+from jaxdl.experiments import landscapes as landscapes  # noqa: F401
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "get_experiment", "register"]
