@@ -79,14 +79,22 @@ def spectral_radius_dense(w: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(np.asarray(w, dtype=np.float64)))))
 
 
-def exact_mask(key: jax.Array, shape: tuple[int, int], density: float) -> jax.Array:
+def host_rng(key: jax.Array) -> np.random.Generator:
+    """A NumPy generator seeded by a JAX PRNG key: reservoirs are drawn on the host (their spectral radius needs
+    host eigenvalues anyway), with no per-shape compilation, and the same key still gives the same bits."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.random.default_rng(np.asarray(data, np.uint32).ravel().tolist())
+
+
+def exact_mask(key: jax.Array, shape: tuple[int, int], density: float) -> np.ndarray:
     """A boolean mask with exactly ``round(density * size)`` (at least one) ``True`` entries at uniformly random
-    positions, as ``scipy.sparse.random`` (used by reservoirpy) draws them: fewer draws with a starved input layer
-    than independent coin flips give."""
+    positions, as ``scipy.sparse.random`` (used by reservoirpy) draws them: independent coin flips would sometimes
+    starve the input layer."""
     size = shape[0] * shape[1]
     count = max(1, int(round(density * size)))
-    chosen = jax.random.permutation(key, size)[:count]
-    return jnp.zeros(size, bool).at[chosen].set(True).reshape(shape)
+    mask = np.zeros(size, bool)
+    mask[host_rng(key).choice(size, count, replace=False)] = True
+    return mask.reshape(shape)
 
 
 def to_dense(w: Recurrent) -> jax.Array:
@@ -143,19 +151,18 @@ def reservoir_matrix(
     """
     spectral_radius = check_spectral_radius(spectral_radius)
     _check(isinstance(units, int) and units > 0, f"units={units!r} is invalid; expected a positive integer.")
-    k_mask, k_val = jax.random.split(key)
+    rng = host_rng(key)
     if fan_in is None:
         _check(isinstance(connectivity, (int, float)) and 0.0 < connectivity <= 1.0,
                f"connectivity={connectivity!r} is invalid; expected a value in (0, 1].")
-        mask = exact_mask(k_mask, (units, units), connectivity)
-        dense = np.asarray(jnp.where(mask, jax.random.normal(k_val, (units, units), jnp.float32), 0.0), np.float64)
+        mask = exact_mask(key, (units, units), connectivity)
+        dense = np.where(mask, rng.standard_normal((units, units)), 0.0)
         sparse = connectivity <= 0.5 if sparse is None else sparse
     else:
         _check(isinstance(fan_in, int) and 1 <= fan_in <= units,
                f"fan_in={fan_in!r} is invalid; expected an integer in [1, units={units}].")
-        keys = jax.random.split(k_mask, units)
-        idx = np.asarray(jax.vmap(lambda k: jax.random.permutation(k, units)[:fan_in])(keys))
-        vals = np.asarray(jax.random.normal(k_val, (units, fan_in), jnp.float32), np.float64)
+        idx = np.stack([rng.choice(units, fan_in, replace=False) for _ in range(units)])
+        vals = rng.standard_normal((units, fan_in))
         dense = np.zeros((units, units))
         dense[np.repeat(np.arange(units), fan_in), idx.reshape(-1)] = vals.reshape(-1)
         sparse = True if sparse is None else sparse
@@ -176,9 +183,8 @@ def input_matrix(key, units: int, in_features: int, *, input_scaling: float = 1.
     _check(isinstance(input_scaling, (int, float)) and math.isfinite(input_scaling) and input_scaling > 0,
            f"input_scaling={input_scaling!r} is invalid; expected a finite positive number.")
     _check(0.0 < connectivity <= 1.0, f"input_connectivity={connectivity!r} is invalid; expected a value in (0, 1].")
-    k_mask, k_sign = jax.random.split(key)
-    signs = jnp.where(jax.random.bernoulli(k_sign, 0.5, (units, in_features)), 1.0, -1.0)
-    mask = exact_mask(k_mask, (units, in_features), connectivity)
+    signs = np.where(host_rng(jax.random.fold_in(key, 1)).random((units, in_features)) < 0.5, 1.0, -1.0)
+    mask = exact_mask(key, (units, in_features), connectivity)
     return jnp.asarray(input_scaling * signs * mask, dtype)
 
 
@@ -281,7 +287,7 @@ class ESN(nnx.Module):
         self.w_indices = Reservoir(w.indices if self.sparse else jnp.zeros((0,), jnp.int32))
         self.w_in = Reservoir(input_matrix(rngs.params(), units, in_features, input_scaling=input_scaling,
                                            connectivity=input_connectivity, dtype=dtype))
-        self.bias = Reservoir(bias_scaling * jax.random.uniform(rngs.params(), (units,), dtype, -1.0, 1.0))
+        self.bias = Reservoir(jnp.asarray(bias_scaling * host_rng(rngs.params()).uniform(-1.0, 1.0, units), dtype))
         self.w_out = Readout(jnp.zeros((units, out_features), dtype))
         self.b_out = Readout(jnp.zeros((out_features,), dtype))
         self.state = ReservoirState(jnp.zeros((units,), dtype))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxdl.models._readout import check_ridge, check_sequence, ridge_regression
-from jaxdl.models.esn import Readout, Reservoir, ReservoirWeights, recurrent_matvec, reservoir_matrix
+from jaxdl.models.esn import Readout, Reservoir, ReservoirWeights, host_rng, recurrent_matvec, reservoir_matrix
 
 
 class LIFState(NamedTuple):
@@ -95,8 +95,9 @@ class LSM(nnx.Module):
         w = reservoir_matrix(rngs.params(), units, spectral_radius=spectral_radius * threshold,
                              connectivity=connectivity, sparse=False, dtype=dtype)
         self.w = Reservoir(w)
-        self.w_in = Reservoir(input_scaling * jax.random.normal(rngs.params(), (units, in_features), dtype))
-        self.bias = Reservoir(bias_scaling * jax.random.uniform(rngs.params(), (units,), dtype))
+        self.w_in = Reservoir(jnp.asarray(input_scaling * host_rng(rngs.params()).standard_normal((units, in_features)),
+                                          dtype))
+        self.bias = Reservoir(jnp.asarray(bias_scaling * host_rng(rngs.params()).random(units), dtype))
         self.w_out = Readout(jnp.zeros((units, out_features), dtype))
         self.b_out = Readout(jnp.zeros((out_features,), dtype))
         zeros = jnp.zeros((units,), dtype)
