@@ -43,8 +43,8 @@ def test_losses_and_logit_gradients_match_closed_forms(x64):
         if x64:
             h = 1e-6
             for kind, g in (("minimax", g_mm), ("non_saturating", g_ns)):
-                fd = [(float(generator_loss(jnp.array([l + h]), kind)) - float(generator_loss(jnp.array([l - h]), kind)))
-                      / (2 * h) for l in np.asarray(logits)[::10]]
+                fd = [(float(generator_loss(jnp.array([l + h]), kind))
+                       - float(generator_loss(jnp.array([l - h]), kind))) / (2 * h) for l in np.asarray(logits)[::10]]
                 np.testing.assert_allclose(g[::10], fd, rtol=1e-6, atol=1e-9)
     l64 = np.asarray(logits, np.float64)
     d, one_minus_d = 1.0 / (1.0 + np.exp(-l64)), 1.0 / (1.0 + np.exp(l64))  # no cancellation in 1 - D
@@ -86,16 +86,17 @@ def test_gan_reaches_equilibrium_on_a_gaussian_and_is_reproducible():
     target = gaussian_mixture([1.0], [1.0], [0.5])  # one component: N(1, 0.5^2)
     x = target.sample(rng_key(1), 20_000)
     gan = GAN(4, [32], 1, [32], output="identity", rngs=nnx.Rngs(0))
-    kwargs = dict(key=rng_key(0), steps=5000, batch_size=128, learning_rate=1e-3, chunk=5000)
-    trained, hist = fit_gan(gan, x, **kwargs)
+    kwargs = dict(key=rng_key(0), batch_size=128, learning_rate=1e-3, chunk=1000)
+    trained, hist = fit_gan(gan, x, steps=5000, **kwargs)
     tail = slice(-500, None)
     assert abs(np.mean(hist.d_real[tail]) - 0.5) < 0.05 and abs(np.mean(hist.d_fake[tail]) - 0.5) < 0.05
     assert abs(np.mean(hist.discriminator_loss[tail]) - 2 * math.log(2)) < 0.05
     assert abs(np.mean(hist.non_saturating_loss[tail]) - math.log(2)) < 0.05
     s = np.asarray(trained.sample(rng_key(2), 20_000))[:, 0]
     assert abs(s.mean() - 1.0) < 0.1 and abs(s.std() / 0.5 - 1) < 0.15, (s.mean(), s.std())
-    again, hist2 = fit_gan(gan, x, **kwargs)
-    np.testing.assert_array_equal(hist.discriminator_loss, hist2.discriminator_loss)  # same key, same run
+    again, hist2 = fit_gan(gan, x, steps=5000, **kwargs)  # same key, same run, bit for bit
+    for name in hist._fields:
+        np.testing.assert_array_equal(getattr(hist, name), getattr(hist2, name))
     for a, b in zip(jax.tree.leaves(nnx.state(trained)), jax.tree.leaves(nnx.state(again))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
@@ -132,7 +133,7 @@ def test_bad_inputs_raise():
         GAN(0, [8], 1, [8], rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="input_size=0 is invalid"):
         Discriminator(0, [8], rngs=nnx.Rngs(0))
-    gan = GAN(2, [16], 1, [16], output="identity", rngs=nnx.Rngs(0))
+    gan = GAN(4, [32], 1, [32], output="identity", rngs=nnx.Rngs(0))  # the shapes above: no new compilation
     x = jnp.zeros((10, 1))
     with pytest.raises(ValueError, match="NaN or inf"):
         fit_gan(gan, x.at[3, 0].set(jnp.inf), key=rng_key(0), steps=1)

@@ -28,7 +28,8 @@ def rng_key(seed: int) -> jax.Array:
 def random_params(seed: int, nv: int, nh: int, dtype, scale: float = 1.0) -> RBMParams:
     rng = np.random.default_rng(seed)
     return RBMParams(jnp.asarray(scale * rng.standard_normal((nv, nh)), dtype),
-                     jnp.asarray(0.5 * rng.standard_normal(nv), dtype), jnp.asarray(0.5 * rng.standard_normal(nh), dtype))
+                     jnp.asarray(0.5 * rng.standard_normal(nv), dtype),
+                     jnp.asarray(0.5 * rng.standard_normal(nh), dtype))
 
 
 def all_states(n: int) -> np.ndarray:

@@ -339,7 +339,8 @@ def fit_rbm(x: jax.Array, num_hidden: int, *, key: jax.Array, k: int = 1, persis
     """Train a Bernoulli RBM on binary ``x`` with CD-k (``persistent=False``) or PCD-k (``persistent=True``).
 
     Weights start at N(0, ``weight_scale``^2), visible biases at the data log-odds, hidden biases at zero; PCD's
-    ``num_chains`` chains (default ``batch_size``) start at random training examples. The same ``key`` gives the same parameters bit for bit.
+    ``num_chains`` chains (default ``batch_size``) start at random training examples. The same ``key`` gives the same
+    parameters bit for bit.
 
     Args:
       x: ``(examples, visible)`` binary training data.

@@ -171,7 +171,8 @@ class VAE(nnx.Module):
 
 
 def check_data(x, num_features: int, likelihood: str, name: str = "x") -> np.ndarray:
-    """Host-side validation of a data matrix: 2-D, non-empty, finite, ``num_features`` wide, Bernoulli data in [0, 1]."""
+    """Host-side validation of a data matrix: 2-D, non-empty, finite, ``num_features`` wide, and in [0, 1] for a
+    Bernoulli decoder."""
     arr = np.asarray(x)
     if arr.ndim != 2 or arr.shape[1] != num_features:
         raise ValueError(f"{name} has shape {arr.shape}; expected (examples, {num_features}).")
