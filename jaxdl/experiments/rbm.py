@@ -1,10 +1,10 @@
 """RBM on binarised digits (Deep Learning sec. 20.2, 18.2): CD-1, CD-10 and PCD-1 against exact likelihoods.
 
 Measured: 10-hidden-unit RBMs trained for 100 epochs (batch 10, SGD with momentum 0.5, learning rate 0.05 decayed
-linearly, weight decay 1e-4, visible biases started at the data log-odds; PCD with 10 persistent chains); their exact test
-log-likelihood (log Z by enumerating the 2^10 hidden states); the independent-Bernoulli-pixel baseline; scikit-learn's
-BernoulliRBM with the same 10 hidden units and 100 epochs, scored by the same exact formula; and an annealed
-importance sampling estimate of log Z checked against the exact value. ANCHORS.md: CD-1 -19.96, CD-10 -19.92, PCD-1
+linearly, weight decay 1e-4, visible biases started at the data log-odds; PCD with 10 persistent chains); their
+exact test log-likelihood (log Z by enumerating the 2^10 hidden states); the independent-Bernoulli-pixel baseline;
+scikit-learn's BernoulliRBM with the same 10 hidden units and 100 epochs, scored by the same exact formula; and an
+annealed importance sampling estimate of log Z checked against the exact value. ANCHORS.md: CD-1 -19.96, CD-10 -19.92, PCD-1
 -20.08, scikit-learn -21.72, independent pixels -24.64 nats; target >= -20.5.
 """
 
