@@ -15,7 +15,8 @@ import pytest
 
 from jaxdl.cli import main
 from jaxdl.config import ReportConfig, load_config
-from jaxdl.report import checkpoint_dir_for, run_report
+from jaxdl.problem import build_problem
+from jaxdl.report import checkpoint_dir_for, run_report, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = """
@@ -115,7 +116,7 @@ def _strip(results: dict) -> dict:
 
 
 def test_killed_run_resumes_bit_identically(tmp_path):
-    config = small_config(tmp_path, steps=600, monitor_every=1, checkpoint_every=50)
+    config = small_config(tmp_path, steps=300, monitor_every=1, checkpoint_every=25)
     full, part = tmp_path / "full", tmp_path / "part"
     proc = _run_cli(["report", "--config", str(config), "--out", str(full), "--quiet"])
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
@@ -132,7 +133,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
     proc.wait()
     assert not part.exists(), "a killed run left a report folder behind"
     steps_saved = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
-    assert steps_saved and steps_saved[-1] < 600
+    assert steps_saved and steps_saved[-1] < 300
 
     proc = _run_cli(["report", "--config", str(config), "--out", str(part), "--quiet", "--resume"])
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
@@ -144,7 +145,8 @@ def test_killed_run_resumes_bit_identically(tmp_path):
 
 def test_resume_with_other_settings_is_refused(tmp_path):
     config = small_config(tmp_path, steps=40, checkpoint_every=20)
-    run_report(load_config(config), tmp_path / "r", progress=False)
+    cfg = load_config(config)
+    train(cfg, build_problem(cfg), checkpoint_dir_for(tmp_path / "r"), progress=False, resume=False)
     with pytest.raises(SystemExit) as err:
         main(["report", "--config", str(config), "--out", str(tmp_path / "r"), "--resume", "--lr", "0.2",
               "--quiet"])

@@ -10,6 +10,7 @@ from jaxdl.experiments._registry import get_experiment as get_experiment
 from jaxdl.experiments._registry import register as register
 
 # Experiment modules (each registers itself on import); one line per module.
+from jaxdl.experiments import ill_conditioning as ill_conditioning  # noqa: F401
 from jaxdl.experiments import gan_digits as gan_digits  # noqa: F401
 from jaxdl.experiments import gan_mixture as gan_mixture  # noqa: F401
 from jaxdl.experiments import gan_saturation as gan_saturation  # noqa: F401
