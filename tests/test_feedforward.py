@@ -50,19 +50,20 @@ def test_tent_composition_matches_numpy_composition():
 
 
 def test_generated_tasks_are_deterministic_and_validated():
-    a, b = data.function_1d("sine", num_train=16, seed=3), data.function_1d("sine", num_train=16, seed=3)
+    sizes = {"num_train": 16, "num_test": 64}  # one shape throughout: one compilation of the generator
+    a, b = data.function_1d("sine", seed=3, **sizes), data.function_1d("sine", seed=3, **sizes)
     np.testing.assert_array_equal(np.asarray(a.x_train), np.asarray(b.x_train))
     np.testing.assert_allclose(np.asarray(a.y_test[:, 0]), np.sin(np.pi * np.asarray(a.x_test[:, 0])), atol=1e-6)
     x, y = data.linearly_separable(300, 4, margin=0.2, seed=2)
-    assert float(jnp.max(jnp.linalg.norm(x, axis=1))) <= 1.0 + 1e-6 and set(np.unique(y)) == {0.0, 1.0}
-    points = data.circle(50, radius=2.0)
-    np.testing.assert_allclose(np.asarray(jnp.linalg.norm(points, axis=1)), 2.0, rtol=1e-6)
+    assert float(np.max(np.linalg.norm(np.asarray(x), axis=1))) <= 1.0 + 1e-6 and set(np.unique(y)) == {0.0, 1.0}
+    points = np.asarray(data.circle(50, radius=2.0))
+    np.testing.assert_allclose(np.linalg.norm(points, axis=1), 2.0, rtol=1e-6)
     with pytest.raises(ValueError, match="unknown"):
         data.function_1d("cubic")
     with pytest.raises(ValueError, match="NaN/inf"):
-        data.function_1d(lambda x: jnp.log(x))
+        data.function_1d(lambda x: jnp.log(x), **sizes)
     with pytest.raises(ValueError, match="shape"):
-        data.function_1d(lambda x: jnp.stack([x, x], 1))
+        data.function_1d(lambda x: jnp.stack([x, x], 1), **sizes)
     with pytest.raises(ValueError, match="noise"):
         data.function_1d("sine", noise=float("nan"))
     with pytest.raises(ValueError, match="depth=0"):
