@@ -85,11 +85,6 @@ def init_stack(params: PyTree, key: jax.Array, num: int) -> PyTree:
     return jax.jit(jax.vmap(one))(jax.random.split(key, num))
 
 
-def unstack(tree: PyTree, index: int) -> PyTree:
-    """The ``index``-th member of a stacked pytree."""
-    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
-
-
 def figure(ncols: int = 1, *, width: float = 5.0, height: float = 3.8):
     """A constrained-layout figure with ``ncols`` axes side by side."""
     fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), layout="constrained", squeeze=False)

@@ -67,7 +67,7 @@ def _median_time(fn, *args, repeats: int = 20) -> float:
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     sizes = (64, 64, 32, 10) if quick else (64, 128, 64, 10)
     seeds = 1 if quick else 5
-    epochs = 3 if quick else 30
+    epochs = 8 if quick else 30
     weight_decay = 1e-3
     data32 = digits(seed=seed)
     errors = {"float32": [], "float64": []}
