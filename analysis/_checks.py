@@ -101,7 +101,11 @@ def check_finite(params: PyTree, batch: tuple) -> None:
                if _needs_check(x) and np.issubdtype(_dtype(x), np.inexact)]
     if not chosen:
         return
-    counts = np.asarray(_nonfinite_counts([x for _, _, x in chosen]))
+    try:
+        counts = np.asarray(_nonfinite_counts([x for _, _, x in chosen]))
+    except jax.errors.TracerArrayConversionError:
+        # Called inside a user's jit with arrays closed over: the counts are traced values and cannot be read here.
+        return
     if not counts.any():
         for _, _, x in chosen:
             if isinstance(x, jax.Array):

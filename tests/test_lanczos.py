@@ -98,3 +98,13 @@ def test_bad_settings(kwargs, match):
     loss, params, a, b = quadratic_problem(0, jnp.float32)
     with pytest.raises(ValueError, match=match):
         analysis.hessian_eigs(loss, params, a, b, **kwargs)
+
+
+def test_runs_inside_user_jit_with_closed_over_data():
+    loss, params, a, b = quadratic_problem(2, jnp.float32)
+
+    @jax.jit
+    def top(p):
+        return analysis.hessian_eigs(loss, p, a, b, k=1, num_matvecs=40).eigenvalues
+
+    np.testing.assert_allclose(np.asarray(top(params)), [SPECTRUM.max()], rtol=1e-5)

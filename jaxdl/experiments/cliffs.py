@@ -110,6 +110,11 @@ def _trajectories(loss_fn, optimizer, starts, h0, target, steps):
     return jax.vmap(one)(starts)
 
 
+@functools.partial(jax.jit, static_argnames=("loss_fn",))
+def _values_and_grads(loss_fn, points, h0, target):
+    return jax.vmap(lambda p: jax.value_and_grad(loss_fn)(p, h0, target))(points)
+
+
 @register("cliffs", "sec. 8.2.4: on the cliff of a recurrent chain a plain step jumps far off; clipping the gradient "
           "norm keeps the step close")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
@@ -129,10 +134,14 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
             paths[name] = np.stack([np.asarray(path["w"]), np.asarray(path["b"])], -1)  # (count, steps, 2)
             losses[name] = np.asarray(loss)
         start_xy = np.stack([np.asarray(ws), bc - deltas], -1)
-        start_loss = np.asarray(jax.vmap(lambda w, b: loss_fn({"w": w, "b": b}, h0, target))(ws, starts["b"]))
-        after_plain = {"w": jnp.asarray(paths["plain"][:, 0, 0]), "b": jnp.asarray(paths["plain"][:, 0, 1])}
-        g_after = np.asarray(jax.vmap(lambda p: optax.tree.norm(jax.grad(loss_fn)(p, h0, target)))(after_plain))
-        slice_data = _slice(loss_fn, float(ws[0]), float(bc[0]), float(deltas[0]), paths, h0, target)
+        # Loss and gradient at the starts and after the first plain step, in one compiled call.
+        points = {"w": jnp.asarray(np.concatenate([start_xy[:, 0], paths["plain"][:, 0, 0]])),
+                  "b": jnp.asarray(np.concatenate([start_xy[:, 1], paths["plain"][:, 0, 1]]))}
+        values, grads = jax.device_get(_values_and_grads(loss_fn, points, h0, target))
+        start_loss = values[:count]
+        g_after = np.hypot(grads["w"], grads["b"])[count:]
+        first_direction = -np.array([grads["w"][0], grads["b"][0]]) / np.hypot(grads["w"][0], grads["b"][0])
+        slice_data = _slice(loss_fn, start_xy[0], first_direction, float(bc[0]), paths, h0, target)
 
     first = {k: np.linalg.norm(paths[k][:, 0] - start_xy, axis=1) for k in paths}
     far = {k: np.linalg.norm(paths[k][:, -1] - start_xy, axis=1) for k in paths}
@@ -167,24 +176,21 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     return ExperimentResult("cliffs", CLAIM, passed, verdict, metrics, figures, captions)
 
 
-def _slice(loss_fn, w, bc, delta, paths, h0, target):
+def _slice(loss_fn, start_xy, direction, bc, paths, h0, target):
     """The loss along the first (common) step direction ``-g / |g|`` from the first start, on a symmetric-log grid
     reaching past the plain step, and the 2-D surface around the wall."""
-    start = {"w": jnp.asarray(w), "b": jnp.asarray(bc - delta)}
-    g = jax.grad(loss_fn)(start, h0, target)
-    norm = optax.tree.norm(g)
-    direction = jax.tree_util.tree_map(lambda a: -a / norm, g)
-    reach = float(np.linalg.norm(paths["plain"][0, 0] - [w, bc - delta])) * 1.5
-    alphas = np.concatenate([-np.geomspace(0.5, 1e-6, 60), [0.0], np.geomspace(1e-6, reach, 200)])
-    values = np.asarray(analysis.loss_along_direction(loss_fn, start, direction, jnp.asarray(alphas), h0, target))
-    ws = jnp.linspace(w - 0.3, w + 0.3, 121)
-    bs = jnp.linspace(bc - 0.3, bc + 0.3, 121)
+    start = {"w": jnp.asarray(start_xy[0]), "b": jnp.asarray(start_xy[1])}
+    reach = float(np.linalg.norm(paths["plain"][0, 0] - start_xy)) * 1.5
+    alphas = np.concatenate([-np.geomspace(0.1, 1e-6, 60), [0.0], np.geomspace(1e-6, reach, 200)])
+    along = {"w": jnp.asarray(direction[0]), "b": jnp.asarray(direction[1])}
+    values = np.asarray(analysis.loss_along_direction(loss_fn, start, along, alphas, h0, target))
+    ws = np.linspace(start_xy[0] - 0.3, start_xy[0] + 0.3, 121)
+    bs = np.linspace(bc - 0.3, bc + 0.3, 121)
     zero = {"w": jnp.asarray(0.0), "b": jnp.asarray(0.0)}
     surface = np.asarray(analysis.loss_surface_2d(
         loss_fn, zero, {"w": jnp.asarray(1.0), "b": jnp.asarray(0.0)}, {"w": jnp.asarray(0.0), "b": jnp.asarray(1.0)},
         ws, bs, h0, target))
-    d = np.array([float(direction["w"]), float(direction["b"])])
-    return {"alphas": alphas, "values": values, "direction": d, "grid": (np.asarray(ws), np.asarray(bs), surface)}
+    return {"alphas": alphas, "values": values, "direction": np.asarray(direction), "grid": (ws, bs, surface)}
 
 
 def _figures(sl, paths, start_xy, first, losses, learning_rate):
@@ -196,6 +202,7 @@ def _figures(sl, paths, start_xy, first, losses, learning_rate):
         a1.plot(np.concatenate([[0.0], along[:30]]), np.concatenate([[sl["values"][60]], loss[:30]]), "o-",
                 color=color, ms=3, lw=0.8, label=f"{name} SGD (first 30 steps, projected)")
     a1.set_xscale("symlog", linthresh=1e-3)
+    a1.set_xticks([-0.1, -1e-2, 0, 1e-2, 1, 100])
     a1.set_yscale("log")
     a1.set_xlabel("distance along the first step direction (parameter units, symlog)")
     a1.set_ylabel("loss $(h_T - 0.8)^2$ (log)")
@@ -204,7 +211,8 @@ def _figures(sl, paths, start_xy, first, losses, learning_rate):
     ws, bs, surface = sl["grid"]
     cs = a2.contourf(ws, bs, surface.T, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=a2, label="loss")
-    a2.plot(paths["clipped"][0, :, 0], paths["clipped"][0, :, 1], "C0.-", ms=2, label="clipped SGD")
+    clipped = np.concatenate([start_xy[:1], paths["clipped"][0]])
+    a2.plot(clipped[:, 0], clipped[:, 1], "C0.-", ms=2, label="clipped SGD")
     a2.annotate("", xy=start_xy[0] + 0.25 * (paths["plain"][0, 0] - start_xy[0]) /
                 np.linalg.norm(paths["plain"][0, 0] - start_xy[0]), xytext=start_xy[0],
                 arrowprops={"arrowstyle": "->", "color": "C3", "lw": 2})

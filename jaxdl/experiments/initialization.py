@@ -131,14 +131,14 @@ def _cross_entropy(apply):
     return loss_fn
 
 
-def _active_fraction(apply_relu, params, x) -> list[float]:
-    """Fraction of (example, unit) pairs with positive pre-activation, per hidden layer."""
-    layers = nnx.to_pure_dict(params)["layers"]
-    h, fractions = x, []
+def _active_fraction(params, x) -> list[float]:
+    """Fraction of (example, unit) pairs with positive pre-activation, per hidden layer (NumPy, on the host)."""
+    layers = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(params))["layers"]
+    h, fractions = np.asarray(x, np.float64), []
     for i in sorted(layers)[:-1]:
         pre = h @ layers[i]["kernel"] + layers[i]["bias"]
-        fractions.append(float(jnp.mean(pre > 0)))
-        h = jax.nn.relu(pre)
+        fractions.append(float(np.mean(pre > 0)))
+        h = np.maximum(pre, 0.0)
     return fractions
 
 
@@ -162,31 +162,35 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     for name, (act, scheme, const, bias) in configs.items():
         applies[act], initial[name] = initialize_mlp(sizes, scheme=scheme, activation=act, seed=seed,
                                                      constant=const, hidden_bias=bias)
-    final, curves = {}, {}
+    final, curves, final_loss = {}, {}, {}
     opt = optax.sgd(lr)
     for act in ("tanh", "relu"):
-        # One compiled, vmapped training run per activation: the configurations differ only in their values.
+        # One compiled, vmapped run per activation (training, final losses and, for ReLU, the gradient at zero):
+        # the configurations differ only in their values. Results are sliced on the host.
         names = [n for n in configs if configs[n][0] == act]
         loss_fn = _cross_entropy(applies[act])
-        train = jax.jit(jax.vmap(lambda p, x, y: fit(loss_fn, opt, p, x, y, steps=steps), in_axes=(0, None, None)))
-        trained, losses = train(stack([initial[n] for n in names]), x, y)
+
+        def train_all(p, x, y, loss_fn=loss_fn):
+            trained, losses = jax.vmap(lambda q: fit(loss_fn, opt, q, x, y, steps=steps))(p)
+            return trained, losses, jax.vmap(lambda q: loss_fn(q, x, y))(trained), jax.vmap(
+                lambda q: jax.grad(loss_fn)(q, x, y))(p)
+
+        trained, losses, ends, grads = jax.device_get(jax.jit(train_all)(stack([initial[n] for n in names]), x, y))
         for i, n in enumerate(names):
             final[n] = jax.tree_util.tree_map(lambda a: a[i], trained)
             curves[n] = np.asarray(losses[i])
-    final_loss = {n: float(_cross_entropy(applies[configs[n][0]])(final[n], x, y)) for n in configs}
-
-    relu_zero = initial["zeros, ReLU"]
-    grads = jax.grad(_cross_entropy(applies["relu"]))(relu_zero, x, y)
-    g = nnx.to_pure_dict(grads)["layers"]
-    hidden_grad_max = max(float(jnp.max(jnp.abs(g[i][k]))) for i in (0, 1) for k in ("kernel", "bias"))
-    hidden_grad_max = max(hidden_grad_max, float(jnp.max(jnp.abs(g[2]["kernel"]))))
-    output_bias_grad = float(jnp.max(jnp.abs(g[2]["bias"])))
+            final_loss[n] = float(ends[i])
+            if n == "zeros, ReLU":
+                g = jax.tree_util.tree_map(lambda a: np.abs(a[i]), nnx.to_pure_dict(grads))["layers"]
+    hidden_grad_max = max(float(g[i][k].max()) for i in (0, 1) for k in ("kernel", "bias"))
+    hidden_grad_max = max(hidden_grad_max, float(g[2]["kernel"].max()))
+    output_bias_grad = float(g[2]["bias"].max())
 
     gaps = {n: [column_gap(k) for k in kernels(final[n])[:2]] for n in configs}
     distances = {n: min(min_pairwise_column_distance(k) for k in kernels(final[n])[:2]) for n in configs}
     moved = {n: max(float(np.max(np.abs(a - b))) for a, b in zip(kernels(final[n]), kernels(initial[n])))
              for n in configs}
-    active = {b: _active_fraction(applies["relu"], initial[f"He normal, ReLU, bias {b}"], x) for b in ("0", "0.1")}
+    active = {b: _active_fraction(initial[f"He normal, ReLU, bias {b}"], x) for b in ("0", "0.1")}
 
     metrics = {
         "setting": {"sizes": sizes, "examples": examples, "steps": steps, "learning_rate": lr, "optimizer": "sgd"},

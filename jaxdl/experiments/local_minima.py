@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.flatten_util import ravel_pytree
 
 import analysis
 from jaxdl.experiments._feedforward import figure, fit
@@ -54,36 +55,46 @@ def _wb(params):
 
 
 def _with_wb(params, w, b):
+    """``params`` with kernel ``w`` and bias ``b``; ``w`` and ``b`` may be arrays of equal length (a stack)."""
+    w, b = np.asarray(w, np.float64), np.asarray(b, np.float64)
     out = jax.tree_util.tree_map(lambda a: a, params)
-    nnx.replace_by_pure_dict(out, {"layers": {0: {"kernel": jnp.full((1, 1), w, jnp.float64),
-                                                  "bias": jnp.full((1,), b, jnp.float64)}}})
+    nnx.replace_by_pure_dict(out, {"layers": {0: {"kernel": jnp.asarray(w.reshape(w.shape + (1, 1))),
+                                                  "bias": jnp.asarray(b.reshape(b.shape + (1,)))}}})
     return out
 
 
-def perturbation_test(loss_fn, params, *batch, radius: float, samples: int, key: jax.Array) -> float:
-    """``min_k loss(params + radius u_k) - loss(params)`` over ``samples`` random unit directions ``u_k``:
-    non-negative (up to rounding) at a local minimum whose basin contains that sphere. One batched, compiled call."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    noise = [jax.random.normal(k, (samples,) + leaf.shape, leaf.dtype) for k, leaf in zip(keys, leaves)]
-    norms = jnp.sqrt(sum(jnp.sum(n.reshape(samples, -1) ** 2, axis=1) for n in noise))
-    units = jax.tree_util.tree_unflatten(treedef, [n / norms.reshape((-1,) + (1,) * (n.ndim - 1)) for n in noise])
-    moved = _perturbed_losses(loss_fn, params, units, jnp.asarray(radius), batch)
-    return float(jnp.min(moved) - loss_fn(params, *batch))
+def _index(tree, i):
+    """The ``i``-th member of a stacked pytree, sliced on the host (no device op to compile)."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[i]), tree)
+
+
+def perturbation_test(loss_fn, params, *batch, radius: float, samples: int, seed: int = 0) -> float:
+    """``min_k loss(params + radius u_k) - loss(params)`` over ``samples`` random unit directions ``u_k`` (NumPy
+    generator ``seed``): non-negative (up to rounding) at a local minimum whose basin contains that sphere. All
+    ``samples`` points are evaluated in one compiled, ``vmap``-ed call.
+
+    Raises:
+      ValueError: ``radius <= 0`` or ``samples < 1``.
+    """
+    if not radius > 0 or isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"radius={radius!r}, samples={samples!r} are invalid; expected radius > 0, samples >= 1.")
+    flat, _ = ravel_pytree(params)
+    u = np.random.default_rng(seed).standard_normal((samples, flat.shape[0]))
+    u = jnp.asarray(u / np.linalg.norm(u, axis=1, keepdims=True), flat.dtype)
+    return float(_perturbation_gap(loss_fn, params, batch, u, radius))
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn",))
-def _perturbed_losses(loss_fn, params, units, radius, batch):
-    def one(u):
-        return loss_fn(jax.tree_util.tree_map(lambda p, d: p + radius * d, params, u), *batch)
+def _perturbation_gap(loss_fn, params, batch, units, radius):
+    flat, unravel = ravel_pytree(params)
+    moved = jax.vmap(lambda d: loss_fn(unravel(flat + radius * d), *batch))(units)
+    return jnp.min(moved) - loss_fn(params, *batch)
 
-    return jax.vmap(one)(units)
 
-
-def _sigmoid_part(seed: int, grid_points: int, key):
+def _sigmoid_part(seed: int, grid_points: int, gd_runs_wanted: bool = True):
     loss_fn, params, x, y = sigmoid_unit_problem()
-    ws = jnp.linspace(-6.0, 6.0, grid_points)
-    bs = jnp.linspace(-8.0, 8.0, grid_points)
+    ws = np.linspace(-6.0, 6.0, grid_points)
+    bs = np.linspace(-8.0, 8.0, grid_points)
     e_w, e_b = _with_wb(params, 1.0, 0.0), _with_wb(params, 0.0, 1.0)
     surface = np.asarray(analysis.loss_surface_2d(loss_fn, params, e_w, e_b, ws, bs, x, y))  # params are 0
     # Local minima of the grid (strictly below their 8 neighbours, interior), refined to critical points.
@@ -92,12 +103,11 @@ def _sigmoid_part(seed: int, grid_points: int, key):
                            for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di, dj) != (0, 0)])
     # Saturated plateaus are flat to rounding; a basin must drop by more than that below every neighbour.
     cells = np.argwhere(np.all(inner < neighbours - 1e-9, axis=0)) + 1
-    starts = [_with_wb(params, float(ws[i]), float(bs[j])) for i, j in cells]
-    stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *starts)
+    stacked = _with_wb(params, ws[cells[:, 0]], bs[cells[:, 1]])
     found = analysis.find_critical_points(loss_fn, stacked, x, y, steps=30, gtol=1e-12)
     minima = []
     for i in np.flatnonzero(np.asarray(found.converged)):
-        point = jax.tree_util.tree_map(lambda a: a[i], found.params)
+        point = _index(found.params, i)
         info = analysis.classify_critical_point(loss_fn, point, x, y, gtol=1e-12)
         w, b = _wb(point)
         if info.kind == "minimum" and not any(abs(w - m["w"]) + abs(b - m["b"]) < 1e-6 for m in minima):
@@ -109,50 +119,52 @@ def _sigmoid_part(seed: int, grid_points: int, key):
     glob, local = minima[0], minima[-1]
     segment = np.linspace(0.0, 1.0, 101)
     path = np.asarray(analysis.interpolate(loss_fn, local["params"], glob["params"], segment, x, y))
-    gap = perturbation_test(loss_fn, local["params"], x, y, radius=0.05, samples=256, key=key)
-    # Plain gradient descent from a grid of starts: how many end in the worse basin.
-    starts_w, starts_b = np.meshgrid(np.linspace(-5, 5, 11), np.linspace(-6, 6, 13), indexing="ij")
-    gd_starts = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[
-        _with_wb(params, float(w), float(b)) for w, b in zip(starts_w.ravel(), starts_b.ravel())])
-    run_gd = jax.jit(jax.vmap(lambda p, x, y: fit(loss_fn, optax.sgd(1.0), p, x, y, steps=3000)[0],
-                              in_axes=(0, None, None)))
-    ends = run_gd(gd_starts, x, y)
-    end_w, end_b = (np.asarray(nnx.to_pure_dict(ends)["layers"][0][k]).reshape(-1) for k in ("kernel", "bias"))
-    # Where each run ended: within 0.05 of a minimum in (w, b), or elsewhere (still crawling along a plateau).
-    ended = {name: float(np.mean(np.hypot(end_w - m["w"], end_b - m["b"]) < 0.05))
-             for name, m in (("global", glob), ("local", local))}
+    gap = perturbation_test(loss_fn, local["params"], x, y, radius=0.05, samples=256, seed=seed)
+    ended, gd_runs = None, 0
+    if gd_runs_wanted:
+        # Plain gradient descent from a grid of starts: where the runs end (descriptive; skipped when quick).
+        starts_w, starts_b = np.meshgrid(np.linspace(-5, 5, 11), np.linspace(-6, 6, 13), indexing="ij")
+        gd_starts = _with_wb(params, starts_w.ravel(), starts_b.ravel())
+        run_gd = jax.jit(jax.vmap(lambda p, x, y: fit(loss_fn, optax.sgd(1.0), p, x, y, steps=3000)[0],
+                                  in_axes=(0, None, None)))
+        ends = run_gd(gd_starts, x, y)
+        end_w, end_b = (np.asarray(nnx.to_pure_dict(ends)["layers"][0][k]).reshape(-1) for k in ("kernel", "bias"))
+        # Within 0.05 of a minimum in (w, b), or elsewhere (still crawling along a saturated plateau).
+        ended = {name: float(np.mean(np.hypot(end_w - m["w"], end_b - m["b"]) < 0.05))
+                 for name, m in (("global", glob), ("local", local))}
+        gd_runs = int(end_w.size)
     return {"problem": {"x": list(SIGMOID_X), "y": list(SIGMOID_Y)}, "grid": (np.asarray(ws), np.asarray(bs), surface),
             "minima": [{k: v for k, v in m.items() if k != "params"} for m in minima],
             "barrier_on_segment": float(path.max() - local["loss"]), "segment_loss": path,
-            "perturbation_min_change": gap, "gd_end_fractions": ended, "gd_starts": int(end_w.size),
+            "perturbation_min_change": gap, "gd_end_fractions": ended, "gd_starts": gd_runs,
             "grid_min_loss": float(surface.min())}
 
 
-def _relu_part(key, steps: int):
+def _relu_part(seed: int, steps: int):
     rng = np.random.default_rng(7)
     x = np.sort(rng.uniform(-1.0, 1.0, 64))[:, None]
-    y = np.sin(3.0 * x)
-    x, y = jnp.asarray(x), jnp.asarray(y)
+    y_host = np.sin(3.0 * x)
+    x, y = jnp.asarray(x), jnp.asarray(y_host)
     sizes = [1, 16, 1]
     apply, params = initialize_mlp(sizes, scheme="he", activation="relu", seed=3, dtype=jnp.float64)
 
     def loss_fn(p, x, y):
         return 0.5 * jnp.mean((apply(p, x) - y) ** 2)
 
-    values = nnx.to_pure_dict(params)["layers"]
+    values = jax.tree_util.tree_map(np.asarray, nnx.to_pure_dict(params))["layers"]
     # Every hidden unit dead on [-1, 1]: pre-activation w x + b <= |w| - 1 <= -margin.
-    kernel = jnp.clip(values[0]["kernel"] * 0.3, -0.5, 0.5)
-    margin = float(1.0 - jnp.max(jnp.abs(kernel)))
+    kernel = np.clip(values[0]["kernel"] * 0.3, -0.5, 0.5)
+    margin = float(1.0 - np.max(np.abs(kernel)))
     dead = jax.tree_util.tree_map(lambda a: a, params)
     nnx.replace_by_pure_dict(dead, {"layers": {
-        0: {"kernel": kernel, "bias": -jnp.ones(sizes[1], jnp.float64)},
-        1: {"kernel": values[1]["kernel"], "bias": jnp.full((1,), float(jnp.mean(y)), jnp.float64)}}})
+        0: {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(-np.ones(sizes[1]))},
+        1: {"kernel": jnp.asarray(values[1]["kernel"]), "bias": jnp.asarray([np.mean(y_host)])}}})
     info = analysis.classify_critical_point(loss_fn, dead, x, y, gtol=1e-12, atol=1e-10)
     # A perturbation of norm r changes each pre-activation by at most r (|x| + 1) <= 2 r: the units stay dead.
     radius = 0.2 * margin
-    gap = perturbation_test(loss_fn, dead, x, y, radius=radius, samples=512, key=key)
+    gap = perturbation_test(loss_fn, dead, x, y, radius=radius, samples=512, seed=seed)
     trained, _ = jax.jit(lambda p, x, y: fit(loss_fn, optax.adam(0.01), p, x, y, steps=steps))(params, x, y)
-    return {"sizes": sizes, "loss": info.loss, "half_variance": float(0.5 * jnp.var(y)), "grad_norm": info.grad_norm,
+    return {"sizes": sizes, "loss": info.loss, "half_variance": float(0.5 * np.var(y_host)), "grad_norm": info.grad_norm,
             "kind": info.kind, "min_eigenvalue": info.min_eigenvalue, "max_eigenvalue": info.max_eigenvalue,
             "num_near_zero": info.num_near_zero, "num_params": int(info.eigenvalues.size), "margin": margin,
             "perturbation_radius": radius, "perturbation_min_change": gap,
@@ -162,10 +174,9 @@ def _relu_part(key, steps: int):
 @register("local_minima", "sec. 8.2.2: a sigmoid unit without hidden layer and a dead-ReLU network have local minima "
           "of higher cost (gradient ~ 0, Hessian PSD, lower point elsewhere)")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
-    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
     with jax.enable_x64(True):
-        sig = _sigmoid_part(seed, 61 if quick else 241, k1)
-        relu = _relu_part(k2, steps=500 if quick else 3000)
+        sig = _sigmoid_part(seed, 61 if quick else 241, gd_runs_wanted=not quick)
+        relu = _relu_part(seed, steps=500 if quick else 3000)
     glob, local = sig["minima"][0], sig["minima"][-1]
     sig_ok = (len(sig["minima"]) >= 2 and local["kind"] == "minimum" and local["grad_norm"] < 1e-10
               and min(local["eigenvalues"]) > 0 and glob["loss"] < local["loss"] - 0.1
@@ -182,9 +193,12 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         f"{', '.join(f'{v:.3g}' for v in local['eigenvalues'])}; the global minimum ({glob['w']:.3f}, {glob['b']:.3f}) "
         f"has loss {glob['loss']:.4f} (grid minimum {sig['grid_min_loss']:.4f}); the segment between them rises "
         f"{sig['barrier_on_segment']:.3g} above the local minimum and no random point at distance 0.05 is lower (min "
-        f"change {sig['perturbation_min_change']:.2e}); of {sig['gd_starts']} gradient-descent runs from a grid of starts "
-        f"{sig['gd_end_fractions']['local']:.0%} end in the local and {sig['gd_end_fractions']['global']:.0%} in the "
-        f"global minimum. Dead-ReLU network: loss {relu['loss']:.4f} = var(y)/2 "
+        f"change {sig['perturbation_min_change']:.2e})"
+        + ("" if sig["gd_end_fractions"] is None else
+           f"; of {sig['gd_starts']} gradient-descent runs from a grid of starts "
+           f"{sig['gd_end_fractions']['local']:.0%} end in the local and {sig['gd_end_fractions']['global']:.0%} in "
+           "the global minimum")
+        + f". Dead-ReLU network: loss {relu['loss']:.4f} = var(y)/2 "
         f"{relu['half_variance']:.4f}, |g| = {relu['grad_norm']:.1e}, Hessian eigenvalues in "
         f"[{relu['min_eigenvalue']:.2g}, {relu['max_eigenvalue']:.3g}] ({relu['num_near_zero']} of "
         f"{relu['num_params']} zero), min change over perturbations of norm {relu['perturbation_radius']:.2f} "

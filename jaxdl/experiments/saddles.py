@@ -71,14 +71,14 @@ def teacher_student(inputs: int, hidden: int, num_examples: int, seed: int, *, t
     return loss_fn, apply, params, jnp.asarray(x, dtype), jnp.asarray(y, dtype)
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "method", "steps"))
-def _descend(loss_fn, params, batch, key, learning_rate, noise, method, steps):
+@functools.partial(jax.jit, static_argnames=("loss_fn", "method"))
+def _descend(loss_fn, params, batch, kicks, learning_rate, method):
     theta, unravel = ravel_pytree(params)
 
     def loss(th):
         return loss_fn(unravel(th), *batch)
 
-    def body(th, k):
+    def body(th, kick):
         g = jax.grad(loss)(th)
         if method == "gradient":
             step = -learning_rate * g
@@ -90,20 +90,26 @@ def _descend(loss_fn, params, batch, key, learning_rate, noise, method, steps):
             tol = lam.shape[0] * jnp.finfo(th.dtype).eps * jnp.max(jnp.abs(lam))
             inv = jnp.where(jnp.abs(lam) > tol, 1.0 / jnp.where(jnp.abs(lam) > tol, lam, 1.0), 0.0)
             step = -U @ (inv * (U.T @ g))
-        th = th + step + noise * jax.random.normal(k, th.shape, th.dtype)
+        th = th + step + kick
         return th, (th, loss(th))
 
-    _, (path, losses) = jax.lax.scan(body, theta, jax.random.split(key, steps))
+    _, (path, losses) = jax.lax.scan(body, theta, kicks)
     return jnp.concatenate([theta[None], path]), jnp.concatenate([loss(theta)[None], losses])
 
 
-def noisy_descent(loss_fn: Callable, params: Any, *batch: Any, method: str, steps: int, key: jax.Array,
+def noisy_descent(loss_fn: Callable, params: Any, *batch: Any, method: str, steps: int, seed: int = 0,
                   learning_rate: float = 0.1, noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Gradient descent (``method="gradient"``) or Newton's method (``"newton"``) with isotropic Gaussian noise of
     standard deviation ``noise`` added to the parameters after every step.
 
+    The noise is drawn on the host from ``numpy.random.default_rng(seed)`` and passed in as an argument, so the
+    same seed gives both methods the same kicks, and noise-free runs share the compiled loop.
+
     Returns:
       ``(path, losses)``: flat parameters ``(steps + 1, n)`` (``ravel_pytree`` order) and the loss at each.
+
+    Raises:
+      ValueError: unknown method, ``steps < 1``, a non-positive learning rate or a negative noise level.
     """
     if method not in ("gradient", "newton"):
         raise ValueError(f"method={method!r} is invalid; expected 'gradient' or 'newton'.")
@@ -113,7 +119,9 @@ def noisy_descent(loss_fn: Callable, params: Any, *batch: Any, method: str, step
         raise ValueError(f"learning_rate={learning_rate} is invalid; expected a positive step size.")
     if not noise >= 0:
         raise ValueError(f"noise={noise} is invalid; expected a standard deviation >= 0.")
-    path, losses = _descend(loss_fn, params, batch, key, learning_rate, noise, method, steps)
+    flat, _ = ravel_pytree(params)
+    kicks = np.random.default_rng(seed).standard_normal((steps, flat.shape[0])) * noise
+    path, losses = _descend(loss_fn, params, batch, jnp.asarray(kicks, flat.dtype), learning_rate, method)
     return np.asarray(path), np.asarray(losses)
 
 
@@ -149,31 +157,35 @@ def critical_point_census(loss_fn, starts, x, y, *, snapshot_steps, lm_steps: in
       ...), the converged fraction of the census starts, and the :class:`analysis.CriticalPoint` reached from
       ``symmetric`` (None without it).
     """
+    # Stacking and slicing happen on the host: each eager device slice would cost a compilation of its own.
+    host = functools.partial(jax.tree_util.tree_map, np.asarray)
     seeds = jax.tree_util.tree_leaves(starts)[0].shape[0]
     if symmetric is not None:
-        starts = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b[None]]), starts, symmetric)
+        starts = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b[None]]), host(starts), host(symmetric))
     trained = sorted(s for s in snapshot_steps if s > 0)
-    groups = [starts] if 0 in snapshot_steps else []
+    groups = [host(starts)] if 0 in snapshot_steps else []
     if trained:
-        snaps = _adam_snapshots(loss_fn, starts, x, y, jnp.asarray(trained), trained[-1])
+        snaps = host(_adam_snapshots(loss_fn, jax.tree_util.tree_map(jnp.asarray, starts), x, y,
+                                     jnp.asarray(trained), trained[-1]))
         groups += [jax.tree_util.tree_map(lambda a: a[j], snaps) for j in range(len(trained))]
     members = seeds + (symmetric is not None)
     census = [jax.tree_util.tree_map(lambda a: a[:seeds], g) for g in groups]
     if symmetric is not None:
         census.append(jax.tree_util.tree_map(lambda a: a[seeds:members], groups[-1]))
-    everything = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *census)
+    everything = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.concatenate(a)), *census)
     found = analysis.find_critical_points(loss_fn, everything, x, y, steps=lm_steps, gtol=gtol)
     total = seeds * len(groups)
     converged = np.asarray(found.converged)[:total]
     order = sorted(snapshot_steps)
     records = []
+    host = jax.tree_util.tree_map(np.asarray, found.params)
     for i in np.flatnonzero(converged):
-        point = jax.tree_util.tree_map(lambda a: a[i], found.params)
+        point = jax.tree_util.tree_map(lambda a: jnp.asarray(a[i]), host)
         info = analysis.classify_critical_point(loss_fn, point, x, y, gtol=gtol)
         records.append({"loss": info.loss, "index": info.index, "kind": info.kind, "grad_norm": info.grad_norm,
                         "snapshot_step": int(order[i // seeds]), "min_eigenvalue": info.min_eigenvalue,
                         "num_near_zero": info.num_near_zero})
-    point = jax.tree_util.tree_map(lambda a: a[total], found) if symmetric is not None else None
+    point = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[total]), found) if symmetric is not None else None
     return records, float(converged.mean()), point
 
 
@@ -235,7 +247,6 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     else:
         inputs, hidden, examples, seeds, snaps, lm_steps = 4, 8, 128, 8, (0, 10, 30, 100, 300, 1000, 3000), 100
     with jax.enable_x64(True):
-        k_toy, k_net = jax.random.split(jax.random.PRNGKey(seed))
         loss_fn, _, params, x, y = teacher_student(inputs, hidden, examples, seed)
         n = analysis.num_params(params)
         starts = stack([initialize_mlp([inputs, hidden, 1], seed=1000 * seed + i, dtype=jnp.float64)[1]
@@ -243,9 +254,9 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         records, converged_fraction, sym = critical_point_census(
             loss_fn, starts, x, y, snapshot_steps=snaps, lm_steps=lm_steps,
             symmetric=symmetric_start(inputs, hidden, seed))
-        toy = _toy_saddle(k_toy, steps=120 if not quick else 100)
+        toy = _toy_saddle(seed, steps=100)
         saddle = symmetrize(sym.params)
-        net = _network_saddle(loss_fn, saddle, x, y, k_net, max_steps=4000)
+        net = _network_saddle(loss_fn, saddle, x, y, seed, max_steps=4000)
 
     losses = np.array([r["loss"] for r in records])
     index = np.array([r["index"] for r in records])
@@ -286,28 +297,39 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     return ExperimentResult("saddles", CLAIM, passed, verdict, metrics, figures, captions)
 
 
-def _toy_saddle(key, *, steps: int, noise: float = 1e-6, learning_rate: float = 0.1):
-    """``f(x, y) = x^2 - y^2`` from ``(1, 0)``, on the stable manifold of the saddle at the origin."""
-    def f(p):
-        return p[0] ** 2 - p[1] ** 2
+def _toy_saddle(seed: int, *, steps: int, noise: float = 1e-6, learning_rate: float = 0.1):
+    """``f(x, y) = x^2 - y^2`` from ``(1, 0)``, on the stable manifold of the saddle at the origin.
 
-    start = jnp.array([1.0, 0.0])
-    gd, _ = noisy_descent(f, start, method="gradient", steps=steps, key=key, learning_rate=learning_rate, noise=noise)
-    gd0, _ = noisy_descent(f, start, method="gradient", steps=steps, key=key, learning_rate=learning_rate)
-    newton, _ = noisy_descent(f, start, method="newton", steps=steps, key=key, noise=noise)
-    esc = analysis.escape_direction(f, jnp.zeros(2), method="dense")
-    e = np.asarray(esc.direction)
+    The gradient ``(2x, -2y)`` and Hessian ``diag(2, -2)`` are closed forms, so the iterations run in NumPy: the
+    escape direction is the ``y`` axis (eigenvalue -2), and Newton's step ``-H^{-1} g`` lands on the origin
+    exactly. The same noise sequence is added after every step of each method.
+    """
+    hess_inv = np.diag([0.5, -0.5])
+    xi = np.random.default_rng(seed).standard_normal((steps, 2)) * noise
+    paths = {}
+    for name in ("gd_noise", "gd_no_noise", "newton"):
+        p = np.array([1.0, 0.0])
+        path = [p]
+        for t in range(steps):
+            g = np.array([2 * p[0], -2 * p[1]])
+            p = p - (hess_inv @ g if name == "newton" else learning_rate * g)
+            p = p + (xi[t] if name != "gd_no_noise" else 0.0)
+            path.append(p)
+        paths[name] = np.array(path)
+    gd, gd0, newton = paths["gd_noise"], paths["gd_no_noise"], paths["newton"]
     return {
-        "noise": noise, "learning_rate": learning_rate, "steps": steps, "lambda_min": float(esc.eigenvalue),
+        "noise": noise, "learning_rate": learning_rate, "steps": steps, "lambda_min": -2.0,
         "gd_noise_final_abs_y": float(abs(gd[-1, 1])),
-        "gd_noise_cosine_ey": float(abs(gd[-1] @ e) / np.linalg.norm(gd[-1])),
+        "gd_noise_cosine_ey": float(abs(gd[-1, 1]) / np.linalg.norm(gd[-1])),
+        "gd_noise_final_f": float(gd[-1, 0] ** 2 - gd[-1, 1] ** 2),
         "gd_no_noise_final_abs_y": float(abs(gd0[-1, 1])), "gd_no_noise_final_x": float(gd0[-1, 0]),
         "newton_max_distance_late": float(np.linalg.norm(newton[steps // 2:], axis=1).max()),
-        "paths": {"gd_noise": gd, "gd_no_noise": gd0, "newton": newton},
+        "paths": paths,
     }
 
 
-def _network_saddle(loss_fn, saddle, x, y, key, *, max_steps: int, noise: float = 1e-7, newton_steps: int = 40):
+def _network_saddle(loss_fn, saddle, x, y, seed: int, *, max_steps: int, noise: float = 1e-7,
+                    newton_steps: int = 40):
     info = analysis.classify_critical_point(loss_fn, saddle, x, y, gtol=1e-9)
     H = np.asarray(analysis.dense_hessian(loss_fn, saddle, x, y))
     lam, U = np.linalg.eigh(0.5 * (H + H.T))
@@ -320,11 +342,11 @@ def _network_saddle(loss_fn, saddle, x, y, key, *, max_steps: int, noise: float 
     learning_rate = float(1.0 / lam[-1])
     growth = learning_rate * max(-lam[0], 1e-12)
     steps = int(min(max_steps, np.ceil(30.0 / growth)))
-    gd, gd_losses = noisy_descent(loss_fn, saddle, x, y, method="gradient", steps=steps, key=key,
+    gd, gd_losses = noisy_descent(loss_fn, saddle, x, y, method="gradient", steps=steps, seed=seed,
                                   learning_rate=learning_rate, noise=noise)
-    gd0, gd0_losses = noisy_descent(loss_fn, saddle, x, y, method="gradient", steps=steps, key=key,
+    gd0, gd0_losses = noisy_descent(loss_fn, saddle, x, y, method="gradient", steps=steps, seed=seed,
                                     learning_rate=learning_rate)
-    newton, newton_losses = noisy_descent(loss_fn, saddle, x, y, method="newton", steps=newton_steps, key=key,
+    newton, newton_losses = noisy_descent(loss_fn, saddle, x, y, method="newton", steps=newton_steps, seed=seed,
                                           noise=noise)
     alignment, exit_step = _escape_alignment(gd, start, basis, radius=1e-2)
     unravel = ravel_pytree(saddle)[1]
