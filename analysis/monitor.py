@@ -1,13 +1,16 @@
 """Curvature monitoring during training (Deep Learning book sec. 8.2.1, eq. 8.10).
 
 At a monitored step the loss, the gradient ``g``, ``g^T g`` and ``g^T H g`` come from one ``jax.linearize`` of the
-gradient; the training step reuses that gradient, so monitoring costs the tangent pass (and, optionally, a few
-Lanczos products for the top eigenvalue), never a second gradient. The top eigenvalue is tracked by a few Lanczos
-steps warm-started from the previous top eigenvector, which changes slowly between steps.
+gradient over the parameter pytree (no flattening); the training step reuses that gradient, so the eq. 8.10
+quantities cost one tangent pass, never a second gradient: a monitored step costs what one Hessian-vector product
+costs (``g^T H g`` needs ``g`` first, so no exact method is cheaper than the tangent pass of a linearised gradient).
+Two optional extras cost more and have their own switches: the actual change of the loss on the same batch (one
+forward pass at the new parameters) and the top eigenvalue by a few Lanczos steps warm-started from the previous top
+eigenvector (``lanczos_steps`` products, every ``eigen_every`` steps).
 
 Typical use (``jaxdl.train.fit`` does this for you)::
 
-    monitor = CurvatureMonitor(every=1, learning_rate=0.1, lanczos_steps=8)
+    monitor = CurvatureMonitor(every=1, learning_rate=0.1, lanczos_steps=8, eigen_every=10)
     mstate = monitor.init(params)
     loss, grads, record, mstate = monitor.measure(loss_fn, params, mstate, x, y)   # inside your jitted step
     ... apply the update with grads, then record = monitor.complete(record, loss_fn(new_params, x, y))
@@ -52,13 +55,18 @@ class CurvatureMonitor:
     Attributes:
       every: monitor every ``every`` steps (1 = every step).
       learning_rate: the step size ``eps`` of eq. 8.10 (the SGD learning rate).
-      lanczos_steps: Lanczos products per monitored step for the top eigenvalue, warm-started; 0 disables it
+      lanczos_steps: Lanczos products per eigenvalue measurement, warm-started; 0 disables it
         (``top_eigenvalue`` is then NaN, clearly not a measurement).
+      eigen_every: measure the top eigenvalue every ``eigen_every`` steps, a multiple of ``every`` (None = at every
+        monitored step); monitored steps in between record NaN for it.
+      actual_change: also evaluate the loss after the step on the same batch (one forward pass); False records NaN.
     """
 
     every: int = 1
     learning_rate: float = 0.1
     lanczos_steps: int = 8
+    eigen_every: int | None = None
+    actual_change: bool = True
 
     def __post_init__(self):
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every <= 0:
@@ -67,6 +75,19 @@ class CurvatureMonitor:
             raise ValueError(f"learning_rate={self.learning_rate!r} is invalid; expected a positive step size.")
         if isinstance(self.lanczos_steps, bool) or not isinstance(self.lanczos_steps, int) or self.lanczos_steps < 0:
             raise ValueError(f"lanczos_steps={self.lanczos_steps!r} is invalid; expected an integer >= 0.")
+        e = self.eigen_every
+        if e is not None and (isinstance(e, bool) or not isinstance(e, int) or e <= 0 or e % self.every):
+            raise ValueError(f"eigen_every={e!r} is invalid; expected a positive multiple of every={self.every}.")
+        if not isinstance(self.actual_change, bool):
+            raise ValueError(f"actual_change={self.actual_change!r} is invalid; expected True or False.")
+
+    def monitors(self, step: int) -> bool:
+        """Whether absolute step ``step`` is monitored."""
+        return step % self.every == 0
+
+    def measures_eigenvalue(self, step: int) -> bool:
+        """Whether the top eigenvalue is measured at absolute step ``step``."""
+        return bool(self.lanczos_steps) and step % (self.eigen_every or self.every) == 0
 
     def init(self, params: PyTree, key: jax.Array | None = None) -> MonitorState:
         """Random unit start vector for the first Lanczos run."""
@@ -78,27 +99,25 @@ class CurvatureMonitor:
         return MonitorState(v / jnp.linalg.norm(v))
 
     def measure(
-        self, loss_fn: Callable, params: PyTree, state: MonitorState, *batch: Any
+        self, loss_fn: Callable, params: PyTree, state: MonitorState, *batch: Any, eigen: bool = True
     ) -> tuple[jax.Array, PyTree, MonitorRecord, MonitorState]:
         """Loss, gradient (params-shaped, for the update) and the record of this step; jit-compatible.
 
-        ``actual_change`` is NaN until :meth:`complete` fills it in.
+        ``eigen`` (a Python bool) runs the warm-started Lanczos steps for the top eigenvalue; ``actual_change`` is
+        NaN until :meth:`complete` fills it in.
         """
-        flat, unravel = ravel_pytree(params)
-
-        def vg(th):
-            return jax.value_and_grad(lambda t: loss_fn(unravel(t), *batch))(th)
-
-        (loss, g), lin = jax.linearize(vg, flat)
-        hvp = lambda v: lin(v)[1]  # noqa: E731 - the tangent map of the gradient is H v
-        gTg = jnp.vdot(g, g)
-        gTHg = jnp.vdot(g, hvp(g))
-        eps = jnp.asarray(self.learning_rate, flat.dtype)
-        if self.lanczos_steps:
+        (loss, g), lin = jax.linearize(lambda p: jax.value_and_grad(loss_fn)(p, *batch), params)
+        dtype = jnp.result_type(loss)
+        gTg = _tree_vdot(g, g)
+        gTHg = _tree_vdot(g, lin(g)[1])
+        eps = jnp.asarray(self.learning_rate, dtype)
+        nan = jnp.full((), jnp.nan, dtype)
+        top = resid = nan
+        if eigen and self.lanczos_steps:
+            _, unravel = ravel_pytree(params)
+            hvp = lambda v: ravel_pytree(lin(unravel(v))[1])[0]  # noqa: E731 - the tangent map of the gradient
             top, resid, vec = _warm_lanczos(hvp, state.top_vector, self.lanczos_steps)
             state = MonitorState(vec)
-        else:
-            top = resid = jnp.full((), jnp.nan, flat.dtype)
         record = MonitorRecord(
             loss=loss,
             gTg=gTg,
@@ -107,14 +126,19 @@ class CurvatureMonitor:
             curvature_ratio=eps * gTHg / (2 * gTg),
             top_eigenvalue=top,
             top_residual=resid,
-            actual_change=jnp.full((), jnp.nan, flat.dtype),
+            actual_change=nan,
         )
-        return loss, unravel(g), record, state
+        return loss, g, record, state
 
     @staticmethod
     def complete(record: MonitorRecord, loss_after: jax.Array) -> MonitorRecord:
         """Fill in the actual change of the loss after the step (evaluated on the same batch)."""
         return record._replace(actual_change=loss_after - record.loss)
+
+
+def _tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
+    """``sum_leaves <a, b>`` of two pytrees of the same structure."""
+    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
 def _warm_lanczos(hvp: Callable, v0: jax.Array, steps: int) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -86,19 +86,24 @@ def accuracy(apply: Callable) -> Callable:
     return accuracy_fn
 
 
-def make_monitored_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, monitor) -> Callable:
+def make_monitored_train_step(
+    loss_fn: Callable, optimizer: optax.GradientTransformation, monitor, *, eigen: bool = True
+) -> Callable:
     """A jitted ``step(state, monitor_state, *batch) -> (state, monitor_state, record)``.
 
-    The gradient comes from the monitor's linearisation (no second gradient); the loss after the update is
-    evaluated on the same batch so that the eq. 8.10 prediction and the actual change compare like for like.
+    The gradient comes from the monitor's linearisation (no second gradient). With ``monitor.actual_change`` the
+    loss after the update is evaluated on the same batch so that the eq. 8.10 prediction and the actual change
+    compare like for like. ``eigen=False`` compiles the step without the Lanczos products (the top eigenvalue is
+    then NaN in the record): ``fit`` uses it between ``monitor.eigen_every`` steps.
     """
 
     @jax.jit
     def monitored_step(state: TrainState, mstate, *batch):
-        _, grads, record, mstate = monitor.measure(loss_fn, state.params, mstate, *batch)
+        _, grads, record, mstate = monitor.measure(loss_fn, state.params, mstate, *batch, eigen=eigen)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        record = monitor.complete(record, loss_fn(params, *batch))
+        if monitor.actual_change:
+            record = monitor.complete(record, loss_fn(params, *batch))
         return TrainState(params, opt_state, state.step + 1), mstate, record
 
     return monitored_step
@@ -139,7 +144,8 @@ def fit(
     Everything is a function of the absolute step number, so a run split into segments (checkpoint, resume) is
     bit-identical to the same run in one piece: the minibatch of step ``t`` is batch ``t mod B`` of epoch
     ``t div B`` (``B`` batches per epoch), shuffled by ``fold_in(key, epoch)``; monitoring happens at multiples of
-    ``monitor.every``; evaluation at step 0, at multiples of ``eval_every`` and (``final_eval``) at the end.
+    ``monitor.every`` (the top eigenvalue at multiples of ``monitor.eigen_every``); evaluation at step 0, at
+    multiples of ``eval_every`` and (``final_eval``) at the end.
 
     Args:
       loss_fn: ``loss_fn(params, *batch) -> scalar``.
@@ -182,7 +188,7 @@ def fit(
     state = init_state(params, optimizer) if state is None else state
     plain = make_train_step(loss_fn, optimizer)
     if monitor is not None:
-        monitored = make_monitored_train_step(loss_fn, optimizer, monitor)
+        monitored = {e: make_monitored_train_step(loss_fn, optimizer, monitor, eigen=e) for e in (False, True)}
         mstate = monitor.init(state.params, jax.random.fold_in(key, 1)) if monitor_state is None else monitor_state
     else:
         mstate = monitor_state
@@ -210,8 +216,8 @@ def fit(
             if epoch != order_epoch:
                 order, order_epoch = minibatches(jax.random.fold_in(key, epoch), n, batch_size), epoch
             batch = take(data, order[pos])
-        if monitor is not None and step % monitor.every == 0:
-            state, mstate, rec = monitored(state, mstate, *batch)
+        if monitor is not None and monitor.monitors(step):
+            state, mstate, rec = monitored[monitor.measures_eigenvalue(step)](state, mstate, *batch)
             mon_steps.append(step)
             records.append(rec)
             losses.append(rec.loss)

@@ -223,3 +223,21 @@ def test_bad_inputs():
         LSM(1, 10, decay=1.0, rngs=rngs)
     with pytest.raises(ValueError, match="threshold"):
         LSM(1, 10, threshold=0.0, rngs=rngs)
+
+
+def test_unrolled_time_loop_gives_the_same_states_fit_and_predictions():
+    with jax.enable_x64(True):
+        x_tr, x_te, y_tr, _ = forecasting_split(mackey_glass(600, dtype=jnp.float64), horizon=1, test_fraction=0.2)
+        out = []
+        for unroll in (1, 4):
+            esn = ESN(1, 40, 1, unroll=unroll, rngs=nnx.Rngs(3), dtype=jnp.float64)
+            states = np.asarray(esn.run(x_tr))
+            esn.reset()
+            esn.fit(x_tr, y_tr, warmup=50)
+            out.append((states, np.asarray(esn.w_out[...]), np.asarray(esn(x_te))))
+        # The recurrence agrees to rounding; the ridge solve (ridge 1e-5) amplifies rounding by its conditioning.
+        np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(out[1][2], out[0][2], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="unroll=0"):
+        ESN(1, 10, unroll=0, rngs=nnx.Rngs(0))

@@ -90,6 +90,24 @@ def test_monitoring_does_not_change_training():
     np.testing.assert_allclose(h_plain.loss, h_mon.loss, rtol=1e-5)
 
 
+def test_eigen_every_and_actual_change_switches():
+    with jax.enable_x64(True):
+        loss, params, a, b = psd_quadratic(jnp.float64)
+        opt = make_optimizer("sgd", 1e-3)
+        full = CurvatureMonitor(every=2, learning_rate=1e-3, lanczos_steps=3)
+        lean = CurvatureMonitor(every=2, learning_rate=1e-3, lanczos_steps=3, eigen_every=6, actual_change=False)
+        _, h_full = fit(loss, params, opt, (a, b), steps=13, monitor=full)
+        _, h_lean = fit(loss, params, opt, (a, b), steps=13, monitor=lean)
+    np.testing.assert_array_equal(h_lean.monitor_step, np.arange(0, 13, 2))
+    measured = ~np.isnan(h_lean.monitor["top_eigenvalue"])
+    np.testing.assert_array_equal(h_lean.monitor_step[measured], [0, 6, 12])
+    assert np.all(np.isnan(h_lean.monitor["actual_change"])) and not np.any(np.isnan(h_full.monitor["actual_change"]))
+    # The eq. 8.10 quantities do not depend on the switches, and the first eigenvalue measurement is the same run.
+    for name in ("loss", "gTg", "gTHg", "predicted_change"):
+        np.testing.assert_array_equal(h_lean.monitor[name], h_full.monitor[name])
+    assert h_lean.monitor["top_eigenvalue"][0] == h_full.monitor["top_eigenvalue"][0]
+
+
 def test_same_key_same_bits():
     loss, params, x, y = small_mlp(2, jnp.float32)
     opt = make_optimizer("adam", 0.01)
@@ -107,6 +125,10 @@ def test_bad_settings():
         CurvatureMonitor(learning_rate=-0.1)
     with pytest.raises(ValueError, match="lanczos_steps=-1"):
         CurvatureMonitor(lanczos_steps=-1)
+    with pytest.raises(ValueError, match="eigen_every=3 is invalid; expected a positive multiple of every=2"):
+        CurvatureMonitor(every=2, eigen_every=3)
+    with pytest.raises(ValueError, match="actual_change=1"):
+        CurvatureMonitor(actual_change=1)
     with pytest.raises(ValueError, match="lanczos_steps=5 exceeds"):
         CurvatureMonitor(lanczos_steps=5).init({"w": jnp.ones(3)})
     with pytest.raises(ValueError, match="learning_rate=-1"):

@@ -203,24 +203,29 @@ def reservoir_step(weights: ReservoirWeights, h: jax.Array, u: jax.Array, leak) 
     return (1.0 - leak) * h + leak * jnp.tanh(pre)
 
 
-def _scan_drive(weights: ReservoirWeights, h0, drive, leak):
+def _scan_drive(weights: ReservoirWeights, h0, drive, leak, unroll: int = 1):
     """The recurrence given the input drive ``W_in u_t + b`` of every step (one matrix product for all steps)."""
 
     def body(h, d):
         h = (1.0 - leak) * h + leak * jnp.tanh(recurrent_matvec(weights.w, h) + d)
         return h, h
 
-    return jax.lax.scan(body, h0, drive)
+    return jax.lax.scan(body, h0, drive, unroll=unroll)
 
 
-@jax.jit
-def run_reservoir(weights: ReservoirWeights, h0: jax.Array, inputs: jax.Array, leak) -> tuple[jax.Array, jax.Array]:
-    """The final state and the states ``(T, units)`` driven by ``inputs (T, in)`` from ``h0`` (``lax.scan``)."""
-    return _scan_drive(weights, h0, inputs @ weights.w_in.T + weights.bias, leak)
+@functools.partial(jax.jit, static_argnames="unroll")
+def run_reservoir(
+    weights: ReservoirWeights, h0: jax.Array, inputs: jax.Array, leak, *, unroll: int = 1
+) -> tuple[jax.Array, jax.Array]:
+    """The final state and the states ``(T, units)`` driven by ``inputs (T, in)`` from ``h0`` (``lax.scan``, its
+    loop unrolled ``unroll`` times: fewer loop iterations, which pays on an accelerator)."""
+    return _scan_drive(weights, h0, inputs @ weights.w_in.T + weights.bias, leak, unroll)
 
 
-@functools.partial(jax.jit, static_argnames=("warmup", "chunk"))
-def readout_statistics(weights: ReservoirWeights, h0, inputs, targets, leak, *, warmup: int = 0, chunk: int = 1024):
+@functools.partial(jax.jit, static_argnames=("warmup", "chunk", "unroll"))
+def readout_statistics(
+    weights: ReservoirWeights, h0, inputs, targets, leak, *, warmup: int = 0, chunk: int = 1024, unroll: int = 1
+):
     """Run the reservoir and accumulate the readout's normal equations over steps ``t >= warmup``, chunk by chunk.
 
     States are never stored whole: each chunk of ``chunk`` steps is scanned, then folded into the Gram matrix
@@ -238,7 +243,7 @@ def readout_statistics(weights: ReservoirWeights, h0, inputs, targets, leak, *, 
 
     def chunk_body(carry, block):
         h, stats = carry
-        h, xs = _scan_drive(weights, h, block[0] @ weights.w_in.T + weights.bias, leak)
+        h, xs = _scan_drive(weights, h, block[0] @ weights.w_in.T + weights.bias, leak, unroll)
         return (h, fold(stats, xs, block[1], x_shift, y_shift)), None
 
     steps = inputs.shape[0]
@@ -260,7 +265,8 @@ class ESN(nnx.Module):
     Defaults follow reservoirpy's ``Reservoir``/``Ridge``: normal recurrent weights with 10% connectivity rescaled to
     ``spectral_radius``, input weights ``+-input_scaling`` with 10% connectivity, zero bias unless ``bias_scaling``
     (then ``U(-bias_scaling, bias_scaling)``). See :func:`reservoir_matrix` for ``connectivity``, ``fan_in`` and
-    ``sparse``. The sums of the readout run in float64 when x64 is enabled: with ``ridge = 1e-5`` a float32 Gram
+    ``sparse``; ``unroll`` unrolls the time loop ``lax.scan`` runs (for speed on an accelerator; the arithmetic is
+    the same). The sums of the readout run in float64 when x64 is enabled: with ``ridge = 1e-5`` a float32 Gram
     matrix loses the directions the readout needs (float32 states are fine).
 
     Example:
@@ -275,11 +281,14 @@ class ESN(nnx.Module):
         self, in_features: int, units: int, out_features: int = 1, *, spectral_radius: float = 1.25,
         leak: float = 0.3, input_scaling: float = 1.0, bias_scaling: float = 0.0, connectivity: float = 0.1,
         input_connectivity: float = 0.1, fan_in: Optional[int] = None, sparse: Optional[bool] = None,
-        ridge: float = 1e-5, rngs: nnx.Rngs, dtype=jnp.float32,
+        ridge: float = 1e-5, unroll: int = 1, rngs: nnx.Rngs, dtype=jnp.float32,
     ):
         for v, k in ((in_features, "in_features"), (units, "units"), (out_features, "out_features")):
             _check(isinstance(v, int) and v > 0, f"{k}={v!r} is invalid; expected a positive integer.")
         self.leak, self.ridge = check_leak(leak), check_ridge(ridge)
+        _check(isinstance(unroll, int) and not isinstance(unroll, bool) and unroll > 0,
+               f"unroll={unroll!r} is invalid; expected a positive integer.")
+        self.unroll = unroll
         _check(isinstance(bias_scaling, (int, float)) and bias_scaling >= 0,
                f"bias_scaling={bias_scaling!r} is invalid; expected a number >= 0.")
         w = reservoir_matrix(rngs.params(), units, spectral_radius=spectral_radius, connectivity=connectivity,
@@ -307,7 +316,8 @@ class ESN(nnx.Module):
     def run(self, inputs: jax.Array) -> jax.Array:
         """Reservoir states ``(T, units)`` for ``inputs (T, in)`` from the current state (which advances)."""
         inputs = check_sequence(inputs, "inputs", self.in_features)
-        h, states = run_reservoir(self.weights, self.state[...], inputs.astype(self.state.dtype), self.leak)
+        h, states = run_reservoir(self.weights, self.state[...], inputs.astype(self.state.dtype), self.leak,
+                                  unroll=self.unroll)
         self.state[...] = h
         return states
 
@@ -327,7 +337,7 @@ class ESN(nnx.Module):
         _check(isinstance(chunk, int) and chunk > 0, f"chunk={chunk!r} is invalid; expected a positive integer.")
         dtype = self.state.dtype
         h, stats = readout_statistics(self.weights, self.state[...], inputs.astype(dtype), targets.astype(dtype),
-                                      self.leak, warmup=warmup, chunk=chunk)
+                                      self.leak, warmup=warmup, chunk=chunk, unroll=self.unroll)
         w, b = solve_readout(stats, self.ridge)
         check_solution(w, self.ridge)
         self.w_out[...], self.b_out[...], self.state[...] = w.astype(dtype), b.astype(dtype), h
@@ -337,7 +347,7 @@ class ESN(nnx.Module):
         """Readout predictions ``(T, out)`` for ``inputs (T, in)`` from the current state (which advances)."""
         inputs = check_sequence(inputs, "inputs", self.in_features)
         h, ys = _predict(self.weights, self.state[...], inputs.astype(self.state.dtype), self.leak,
-                         self.w_out[...], self.b_out[...])
+                         self.w_out[...], self.b_out[...], unroll=self.unroll)
         self.state[...] = h
         return ys
 
@@ -354,13 +364,13 @@ class ESN(nnx.Module):
         return ys
 
 
-@jax.jit
-def _predict(weights, h0, inputs, leak, w_out, b_out):
+@functools.partial(jax.jit, static_argnames="unroll")
+def _predict(weights, h0, inputs, leak, w_out, b_out, *, unroll: int = 1):
     def body(h, d):
         h = (1.0 - leak) * h + leak * jnp.tanh(recurrent_matvec(weights.w, h) + d)
         return h, h @ w_out + b_out
 
-    return jax.lax.scan(body, h0, inputs @ weights.w_in.T + weights.bias)
+    return jax.lax.scan(body, h0, inputs @ weights.w_in.T + weights.bias, unroll=unroll)
 
 
 @functools.partial(jax.jit, static_argnames="num_steps")
