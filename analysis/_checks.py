@@ -8,7 +8,7 @@ boundary, before anything is compiled, never inside an iterative loop.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -89,16 +89,24 @@ def _needs_check(x: Any) -> bool:
     return not (isinstance(x, jax.Array) and _KNOWN_FINITE.get(id(x)) is x)
 
 
-def check_finite(params: PyTree, batch: tuple) -> None:
+_PARAMS, _BATCH = "<params>", "<batch>"  # tags of the two fixed groups; extra pytrees are tagged by their names
+
+
+def check_finite(params: PyTree, batch: tuple, *, extra: Optional[dict[str, PyTree]] = None) -> None:
     """No NaN/inf in concrete parameters or floating-point data: one device reduction, one small transfer.
 
+    ``extra`` maps names to further pytrees checked in the same reduction (a direction, a grid of coefficients);
+    an offending leaf is reported as ``name leaf 'path'``, or as ``name`` when the pytree is a single array.
     Arrays that are tracers (the call sits inside a user's ``jit``) cannot be inspected and are skipped.
     """
+    extra = extra or {}
     p_leaves = jax.tree_util.tree_leaves(params)
     b_leaves = jax.tree_util.tree_leaves(batch)
-    chosen = [("p", i, x) for i, x in enumerate(p_leaves) if _needs_check(x)]
-    chosen += [("b", i, x) for i, x in enumerate(b_leaves)
+    chosen = [(_PARAMS, i, x) for i, x in enumerate(p_leaves) if _needs_check(x)]
+    chosen += [(_BATCH, i, x) for i, x in enumerate(b_leaves)
                if _needs_check(x) and np.issubdtype(_dtype(x), np.inexact)]
+    for name, tree in extra.items():
+        chosen += [(name, i, x) for i, x in enumerate(jax.tree_util.tree_leaves(tree)) if _needs_check(x)]
     if not chosen:
         return
     try:
@@ -113,10 +121,14 @@ def check_finite(params: PyTree, batch: tuple) -> None:
         return
     kind, i, _ = chosen[int(np.flatnonzero(counts)[0])]
     bad = int(counts[np.flatnonzero(counts)[0]])
-    if kind == "p":
+    if kind == _PARAMS:
         raise ValueError(f"params leaf '{leaf_paths(params)[i]}' contains {bad} NaN/inf value(s); expected finite "
                          "values.")
-    raise ValueError(f"{_batch_leaf_names(batch)[i]} contains {bad} NaN/inf value(s); expected finite data.")
+    if kind == _BATCH:
+        raise ValueError(f"{_batch_leaf_names(batch)[i]} contains {bad} NaN/inf value(s); expected finite data.")
+    path = leaf_paths(extra[kind])[i]
+    where = kind if path == "<root>" else f"{kind} leaf '{path}'"
+    raise ValueError(f"{where} contains {bad} NaN/inf value(s); expected finite values.")
 
 
 def check_scalar_loss(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool) -> None:
@@ -180,9 +192,11 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_inputs(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool) -> None:
-    """All boundary checks of a ``loss_fn(params, *batch)`` call, in the order a user would fix them."""
+def check_inputs(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool,
+                 extra: Optional[dict[str, PyTree]] = None) -> None:
+    """All boundary checks of a ``loss_fn(params, *batch)`` call, in the order a user would fix them; ``extra``
+    pytrees (see :func:`check_finite`) join the finiteness check."""
     check_params(params)
     check_batch(batch, microbatched=microbatched)
-    check_finite(params, batch)
+    check_finite(params, batch, extra=extra)
     check_scalar_loss(loss_fn, params, batch, microbatched=microbatched)

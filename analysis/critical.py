@@ -54,79 +54,91 @@ class CriticalPoint(NamedTuple):
     converged: jax.Array
 
 
-def _flat(loss_fn, params, batch):
+def _search(loss_fn, params, batch, method, steps, setting):
+    """Minimise ``1/2 ||g||^2`` from ``params``: both methods share this loop and differ in what they measure at a
+    point and how they step from it.
+
+    Each step proposes a point, measures its gradient and curvature (the dense Hessian's eigendecomposition for
+    Levenberg-Marquardt, the product ``H g``, which is the gradient of ``1/2 ||g||^2``, for Adam), and moves there.
+    Levenberg-Marquardt moves only when ``||g||`` falls and adapts its damping to the outcome; Adam always moves.
+    Returns ``(params, loss, ||g||, history of ||g||)``.
+    """
     theta, unravel = ravel_pytree(params)
 
     def loss(th):
         return loss_fn(unravel(th), *batch)
 
-    return theta, unravel, loss
-
-
-def _levenberg_marquardt(loss_fn, params, batch, steps, damping):
-    theta, unravel, loss = _flat(loss_fn, params, batch)
     grad = jax.grad(loss)
-    tiny = jnp.finfo(theta.dtype).tiny
+    if method == "levenberg_marquardt":
+        tiny = jnp.finfo(theta.dtype).tiny
+
+        def measure(th):
+            H = dense_hessian(loss_fn, unravel(th), *batch)  # traced: the boundary checks see only shapes
+            return grad(th), jnp.linalg.eigh(0.5 * (H + H.T))
+
+        def propose(th, g, eig, rho):
+            lam, U = eig
+            # Gauss-Newton on the residual g with Jacobian H: the damped step -(H^2 + mu I)^{-1} H g, with mu
+            # relative to the largest curvature squared (rho -> 0 is Newton, rho large a short gradient step on
+            # 1/2 ||g||^2). After a step that lowers ||g|| the damping falls, after a rejected one it rises.
+            mu = rho * jnp.maximum(jnp.max(lam**2), tiny)
+            step = -U @ (lam * (U.T @ g) / (lam**2 + mu))
+            return th + step, jnp.maximum(rho / 3, 1e-15), jnp.minimum(rho * 4, 1e15)
+
+        state0, monotone = jnp.asarray(setting, theta.dtype), True
+    else:
+        opt = optax.adam(setting)
+
+        def measure(th):
+            g, lin = jax.linearize(grad, th)
+            return g, lin(g)  # gradient of 1/2 ||g||^2 is H^T g = H g
+
+        def propose(th, g, hg, state):
+            updates, state = opt.update(hg, state, th)
+            return optax.apply_updates(th, updates), state, state
+
+        state0, monotone = opt.init(theta), False
 
     def body(carry, _):
-        th, g, gsq, rho = carry
-        H = dense_hessian(loss_fn, unravel(th), *batch)  # traced: the boundary checks see only shapes
-        lam, U = jnp.linalg.eigh(0.5 * (H + H.T))
-        # Damping relative to the largest curvature squared: rho -> 0 is Newton, rho large is gradient descent on
-        # 1/2 ||g||^2 with a small step.
-        mu = rho * jnp.maximum(jnp.max(lam**2), tiny)
-        step = -U @ (lam * (U.T @ g) / (lam**2 + mu))
-        th_new = th + step
-        g_new = grad(th_new)
+        # Measure the candidate, keep it or the current point, then propose the next candidate from the one kept.
+        # The first candidate is the start (always kept): the loop then traces ``measure`` once, which matters
+        # when it holds a dense Hessian.
+        candidate, state_moved, state_kept, th, g, curvature, gsq = carry
+        g_new, curvature_new = measure(candidate)
         gsq_new = jnp.vdot(g_new, g_new)
-        accept = jnp.isfinite(gsq_new) & (gsq_new < gsq)
-        th, g, gsq = (jnp.where(accept, a, b) for a, b in ((th_new, th), (g_new, g), (gsq_new, gsq)))
-        rho = jnp.where(accept, jnp.maximum(rho / 3, 1e-15), jnp.minimum(rho * 4, 1e15))
-        return (th, g, gsq, rho), jnp.sqrt(gsq)
+        move = jnp.isfinite(gsq_new) & (gsq_new < gsq) if monotone else jnp.asarray(True)
+        pick = functools.partial(jax.tree_util.tree_map, lambda new, old: jnp.where(move, new, old))
+        th, g, curvature, gsq, state = pick((candidate, g_new, curvature_new, gsq_new, state_moved),
+                                            (th, g, curvature, gsq, state_kept))
+        return (*propose(th, g, curvature, state), th, g, curvature, gsq), jnp.sqrt(gsq)
 
-    g0 = grad(theta)
-    gsq0 = jnp.vdot(g0, g0)
-    rho0 = jnp.asarray(damping, theta.dtype)
-    (th, _, gsq, _), norms = jax.lax.scan(body, (theta, g0, gsq0, rho0), None, length=steps)
-    return unravel(th), loss(th), jnp.sqrt(gsq), jnp.concatenate([jnp.sqrt(gsq0)[None], norms])
-
-
-def _adam(loss_fn, params, batch, steps, learning_rate):
-    theta, unravel, loss = _flat(loss_fn, params, batch)
-    grad = jax.grad(loss)
-    opt = optax.adam(learning_rate)
-
-    def body(carry, _):
-        th, state = carry
-        g, lin = jax.linearize(grad, th)
-        Hg = lin(g)  # gradient of 1/2 ||g||^2 is H^T g = H g
-        updates, state = opt.update(Hg, state, th)
-        return (optax.apply_updates(th, updates), state), jnp.linalg.norm(g)
-
-    (th, _), norms = jax.lax.scan(body, (theta, opt.init(theta)), None, length=steps)
-    g_end = jnp.linalg.norm(grad(th))
-    return unravel(th), loss(th), g_end, jnp.concatenate([norms, g_end[None]])
+    # Placeholders of the right shapes for the current point until the start has been measured.
+    g0, curvature0 = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(measure, theta))
+    carry = (theta, state0, state0, theta, g0, curvature0, jnp.asarray(jnp.inf, theta.dtype))
+    (*_, th, _, _, gsq), norms = jax.lax.scan(body, carry, None, length=steps + 1)
+    return unravel(th), loss(th), jnp.sqrt(gsq), norms
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "method", "steps", "batched"))
 def _find(loss_fn, params, batch, method, steps, setting, gtol, batched):
     def one(p):
-        if method == "levenberg_marquardt":
-            out = _levenberg_marquardt(loss_fn, p, batch, steps, setting)
-        else:
-            out = _adam(loss_fn, p, batch, steps, setting)
+        out = _search(loss_fn, p, batch, method, steps, setting)
         return CriticalPoint(*out, converged=out[2] <= gtol)
 
     return jax.vmap(one)(params) if batched else one(params)
 
 
 def _validate(loss_fn, params, batch, method, steps, learning_rate, damping, gtol):
+    """Boundary checks of both finders (``params`` is one start); returns ``(method, steps, setting, gtol)``."""
     check_inputs(loss_fn, params, batch, microbatched=False)
     method = check_choice(method, "method", METHODS)
     steps = check_positive_int(steps, "steps")
     for name, value in (("learning_rate", learning_rate), ("damping", damping)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
             raise ValueError(f"{name}={value!r} is invalid; expected a positive finite number.")
+    if method == "levenberg_marquardt" and num_params(params) > MAX_DENSE_PARAMS:
+        raise ValueError(f"{num_params(params)} parameters are too many for method='levenberg_marquardt' (dense "
+                         f"Hessian, at most {MAX_DENSE_PARAMS}); use method='adam'.")
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
     if gtol is None:
         gtol = 10.0 * float(np.sqrt(jnp.finfo(dtype).eps))
@@ -174,9 +186,6 @@ def find_critical_point(
       (True, True)
     """
     method, steps, setting, gtol = _validate(loss_fn, params, batch, method, steps, learning_rate, damping, gtol)
-    if method == "levenberg_marquardt" and num_params(params) > MAX_DENSE_PARAMS:
-        raise ValueError(f"{num_params(params)} parameters are too many for method='levenberg_marquardt' (dense "
-                         f"Hessian, at most {MAX_DENSE_PARAMS}); use method='adam'.")
     return _find(loss_fn, params, batch, method, steps, setting, gtol, False)
 
 
@@ -207,9 +216,6 @@ def find_critical_points(
         raise ValueError(f"starts' leaves disagree on the number of starts or have none: {sorted(counts)}.")
     first = jax.tree_util.tree_map(lambda x: x[0], starts)
     method, steps, setting, gtol = _validate(loss_fn, first, batch, method, steps, learning_rate, damping, gtol)
-    if method == "levenberg_marquardt" and num_params(first) > MAX_DENSE_PARAMS:
-        raise ValueError(f"{num_params(first)} parameters are too many for method='levenberg_marquardt'; use "
-                         "method='adam'.")
     return _find(loss_fn, starts, batch, method, steps, setting, gtol, True)
 
 

@@ -21,50 +21,35 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from analysis._checks import check_inputs, check_like, check_positive_int, leaf_paths
+from analysis._checks import check_inputs, check_like, check_positive_int
 
 PyTree = Any
-DEFAULT_CHUNK = 32  # grid points per vmapped chunk: a 41 x 41 grid on 1,797 digits then holds ~35 MB of activations, not ~2 GB
+# Grid points per vmapped chunk: a 41 x 41 grid on 1,797 digits then holds ~35 MB of activations, not ~2 GB.
+DEFAULT_CHUNK = 32
 
 
-def _check_coefficients(values: Any, name: str) -> jax.Array:
-    """A non-empty 1-D grid of finite real coefficients (finiteness checked when the values are concrete)."""
-    arr = jnp.asarray(values)
-    if arr.ndim != 1 or arr.shape[0] == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array of coefficients; got shape {arr.shape}.")
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
-    _check_finite({name: arr}, "{}", "coefficients")
-    return arr
+def _checked(loss_fn: Callable, params: PyTree, batch: tuple, directions: dict, grids: dict) -> list[jax.Array]:
+    """Boundary checks shared by every routine: ``directions`` (name -> pytree) shaped like ``params``, ``grids``
+    (name -> coefficients) non-empty and 1-D, and one finiteness check of parameters, data, directions and grids
+    that names the first bad value. Returns the grids as floating-point arrays."""
+    for name, direction in directions.items():
+        check_like(direction, params, name)
+    arrays = {}
+    for name, values in grids.items():
+        arr = jnp.asarray(values)
+        if arr.ndim != 1 or arr.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty 1-D array of coefficients; got shape {arr.shape}.")
+        arrays[name] = arr if jnp.issubdtype(arr.dtype, jnp.floating) else arr.astype(jnp.result_type(float))
+    check_inputs(loss_fn, params, batch, microbatched=False, extra={**directions, **arrays})
+    return list(arrays.values())
 
 
-def _check_finite(named: dict, template: str, what: str) -> None:
-    """NaN/inf in concrete arrays -> ValueError naming the first offender (one device reduction, one transfer).
-    Tracers (a call inside a user's ``jit``) cannot be inspected and are skipped."""
-    concrete = {k: v for k, v in named.items() if not isinstance(v, jax.core.Tracer)}
-    if not concrete:
-        return
-    counts = np.asarray(_nonfinite_counts(list(concrete.values())))
-    for name, bad in zip(concrete, counts):
-        if bad:
-            raise ValueError(f"{template.format(name)} contains {int(bad)} NaN/inf value(s); expected finite {what}.")
-
-
-@jax.jit
-def _nonfinite_counts(leaves: list) -> jax.Array:
-    return jnp.stack([jnp.sum(~jnp.isfinite(leaf)) for leaf in leaves])
-
-
-def _check_direction(direction: PyTree, params: PyTree, name: str) -> None:
-    check_like(direction, params, name)
-    named = dict(zip(leaf_paths(direction), jax.tree_util.tree_leaves(direction)))
-    _check_finite(named, f"{name} leaf '{{}}'", "values")
-
-
-def _chunk(chunk_size: Optional[int], total: int) -> Optional[int]:
-    if chunk_size is None:
-        return None
-    return min(check_positive_int(chunk_size, "chunk_size"), total)
+def _evaluate(loss_fn, params, directions: tuple, coefficients: jax.Array, batch, chunk_size: Optional[int]):
+    """``loss_fn(params + sum_k c_k d_k, *batch)`` for every row ``c`` of ``coefficients``, ``chunk_size`` rows at a
+    time (validated here)."""
+    if chunk_size is not None:
+        chunk_size = min(check_positive_int(chunk_size, "chunk_size"), coefficients.shape[0])
+    return _evaluate_grid(loss_fn, params, directions, coefficients, batch, chunk_size)
 
 
 def _moved(params: PyTree, coefficients: jax.Array, directions: tuple) -> PyTree:
@@ -123,11 +108,8 @@ def loss_along_direction(
       >>> loss_along_direction(loss, jnp.zeros(2), jnp.ones(2), jnp.array([0.0, 1.0]), jnp.ones(2))
       Array([2., 0.], dtype=float32)
     """
-    check_inputs(loss_fn, params, batch, microbatched=False)
-    _check_direction(direction, params, "direction")
-    alphas = _check_coefficients(alphas, "alphas")
-    chunk = _chunk(chunk_size, alphas.shape[0])
-    return _evaluate_grid(loss_fn, params, (direction,), alphas[:, None], batch, chunk)
+    (alphas,) = _checked(loss_fn, params, batch, {"direction": direction}, {"alphas": alphas})
+    return _evaluate(loss_fn, params, (direction,), alphas[:, None], batch, chunk_size)
 
 
 def interpolate(
@@ -156,12 +138,9 @@ def interpolate(
       >>> interpolate(loss, jnp.zeros(2), jnp.ones(2), jnp.array([0.0, 0.5, 1.0]))
       Array([0. , 0.5, 2. ], dtype=float32)
     """
-    check_inputs(loss_fn, params_a, batch, microbatched=False)
-    _check_direction(params_b, params_a, "params_b")
+    (alphas,) = _checked(loss_fn, params_a, batch, {"params_b": params_b}, {"alphas": alphas})
     direction = jax.tree_util.tree_map(jnp.subtract, params_b, params_a)
-    alphas = _check_coefficients(alphas, "alphas")
-    chunk = _chunk(chunk_size, alphas.shape[0])
-    return _evaluate_grid(loss_fn, params_a, (direction,), alphas[:, None], batch, chunk)
+    return _evaluate(loss_fn, params_a, (direction,), alphas[:, None], batch, chunk_size)
 
 
 def loss_surface_2d(
@@ -195,15 +174,10 @@ def loss_surface_2d(
       Array([[ 0., -4.],
              [ 1., -3.]], dtype=float32)
     """
-    check_inputs(loss_fn, params, batch, microbatched=False)
-    _check_direction(d1, params, "d1")
-    _check_direction(d2, params, "d2")
-    alphas = _check_coefficients(alphas, "alphas")
-    betas = _check_coefficients(betas, "betas")
+    alphas, betas = _checked(loss_fn, params, batch, {"d1": d1, "d2": d2}, {"alphas": alphas, "betas": betas})
     grid_a, grid_b = jnp.meshgrid(alphas, betas.astype(alphas.dtype), indexing="ij")
     coefficients = jnp.stack([grid_a.ravel(), grid_b.ravel()], axis=1)
-    chunk = _chunk(chunk_size, coefficients.shape[0])
-    values = _evaluate_grid(loss_fn, params, (d1, d2), coefficients, batch, chunk)
+    values = _evaluate(loss_fn, params, (d1, d2), coefficients, batch, chunk_size)
     return values.reshape(alphas.shape[0], betas.shape[0])
 
 

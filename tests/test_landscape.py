@@ -155,6 +155,10 @@ def test_errors():
     nan_dir["layer0"]["bias"] = nan_dir["layer0"]["bias"].at[0].set(jnp.inf)
     with pytest.raises(ValueError, match="direction leaf 'layer0/bias' contains 1 NaN/inf"):
         analysis.loss_along_direction(mlp_loss, params, nan_dir, alphas, x, y)
+    with pytest.raises(ValueError, match="d2 leaf 'layer0/bias' contains 1 NaN/inf"):
+        analysis.loss_surface_2d(mlp_loss, params, d, nan_dir, alphas, alphas, x, y)
+    with pytest.raises(ValueError, match="batch\\[1\\] contains 1 NaN/inf value\\(s\\); expected finite data"):
+        analysis.interpolate(mlp_loss, params, d, alphas, x, y.at[0, 0].set(jnp.nan))
     with pytest.raises(ValueError, match="chunk_size=0 is invalid"):
         analysis.loss_along_direction(mlp_loss, params, d, alphas, x, y, chunk_size=0)
     with pytest.raises(ValueError, match="betas must be a non-empty 1-D"):

@@ -4,6 +4,7 @@ helpers of the experiments against independent references (enumeration of all mi
 from __future__ import annotations
 
 import itertools
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,22 @@ import pytest
 
 from jaxdl.experiments import cliffs, inexact_gradients, initialization, landscapes, local_minima, saddles
 
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_registered_names_and_readme_table():
+    """Hyphenated names like every other experiment, each listed in README.md's table with its registry summary
+    (the table quotes the summaries, with ``|`` escaped for Markdown)."""
+    from jaxdl.experiments import EXPERIMENTS
+
+    modules = {"saddles": saddles, "local-minima": local_minima, "cliffs": cliffs,
+               "inexact-gradients": inexact_gradients, "initialization": initialization, "landscapes": landscapes}
+    table = README.read_text()
+    for name, module in modules.items():
+        assert EXPERIMENTS[name].run is module.run, name
+        summary = EXPERIMENTS[name].summary.replace("|", "\\|")
+        assert f"| `{name}` | {summary} |" in table, name
+
 
 # --- Saddle points and the index (sec. 8.2.3) -------------------------------------------------------------------
 
@@ -21,6 +38,7 @@ def test_saddles_quick():
     census, toy, net = r.metrics["census"], r.metrics["toy_saddle"], r.metrics["network_saddle"]
     assert r.passed, r.verdict
     assert len(census["critical_points"]) >= 6 and all(c["grad_norm"] <= 1e-9 for c in census["critical_points"])
+    assert census["distinct_critical_points"] >= 6
     assert census["spearman_loss_index"] > 0.5
     assert census["mean_index_highest_third"] > census["mean_index_lowest_third"]
     # x^2 - y^2: noisy GD leaves along y, noise-free GD converges to the saddle, Newton stays there.
@@ -46,6 +64,13 @@ def test_noisy_descent_newton_solves_a_quadratic_in_one_step():
         gd, _ = saddles.noisy_descent(lambda w, a: 0.5 * w @ a @ w, jnp.ones(3), a, method="gradient", steps=3,
                                       learning_rate=0.1)
         np.testing.assert_allclose(gd[3], (1 - 0.1 * np.array([2.0, -3.0, 0.5])) ** 3, rtol=1e-14)
+
+
+def test_distinct_critical_points_merge_repeats():
+    records = [{"loss": 0.5, "index": 0.1}, {"loss": 0.1, "index": 0.0}, {"loss": 0.5 * (1 + 1e-12), "index": 0.1},
+               {"loss": 0.5, "index": 0.2}, {"loss": 0.1 + 1e-6, "index": 0.0}]
+    got = saddles.distinct_critical_points(records)
+    assert [(r["loss"], r["index"]) for r in got] == [(0.1, 0.0), (0.1 + 1e-6, 0.0), (0.5, 0.1), (0.5, 0.2)]
 
 
 def test_saddle_helper_errors():
@@ -103,6 +128,7 @@ def test_cliffs_quick():
     lr, clip = r.metrics["setting"]["learning_rate"], r.metrics["setting"]["clip_norm"]
     plain, clipped = (np.array(r.metrics["first_step_length"][k]) for k in ("plain", "clipped"))
     assert np.all(np.array(r.metrics["starts"]["grad_norm"]) >= 1e3)
+    assert np.min(r.metrics["starts"]["grad_norm"]) >= 100 * r.metrics["plateau_grad_norm"]["median"]
     np.testing.assert_allclose(plain, lr * np.array(r.metrics["starts"]["grad_norm"]), rtol=1e-12)
     np.testing.assert_allclose(clipped, lr * clip, rtol=1e-12)
     assert np.all(plain > 100 * clipped)
@@ -130,6 +156,7 @@ def test_inexact_gradients_quick():
     assert r.passed, r.verdict
     for stage, check in r.metrics["checks"].items():
         assert check["max_z_variance"] < 4 and check["slope_ok"] and check["cosine_increasing"], stage
+        assert not check["cosine_significant_falls"] and not check["cosine_exact_falls_from_1_to_2"], stage
     init = r.metrics["results"]["initialization"]
     assert abs(init["estimated_noise_scale"] / init["noise_scale"] - 1) < 0.15
 
@@ -147,6 +174,14 @@ def test_minibatch_variance_formula_by_enumeration():
     sq, tr, scale = inexact_gradients.noise_scale_from_two_batches(exact[2], exact[5], 2, 5, num_examples=7)
     assert (sq, tr, scale) == pytest.approx((noise.grad_sq_norm, noise.trace_covariance, noise.noise_scale),
                                             rel=1e-10)
+    # The exact mean cosine to G over all examples and all pairs, against enumeration.
+    for b in (1, 2):
+        cosines = [g[list(s)].mean(axis=0) @ noise.full_gradient
+                   / (np.linalg.norm(g[list(s)].mean(axis=0)) * np.linalg.norm(noise.full_gradient))
+                   for s in itertools.combinations(range(7), b)]
+        assert inexact_gradients.exact_mean_cosine(g, b) == pytest.approx(np.mean(cosines), rel=1e-12)
+    with pytest.raises(ValueError, match="batch_size=3 is invalid"):
+        inexact_gradients.exact_mean_cosine(g, 3)
     with pytest.raises(ValueError, match="batch_size=8 is invalid"):
         inexact_gradients.expected_minibatch_variance(noise, 8)
     with pytest.raises(ValueError, match="need 1 <= b_small < b_large"):

@@ -29,6 +29,7 @@ from jaxdl.train import make_optimizer
 CLAIM = ("Deep Learning sec. 8.2.4: a deep multiplicative chain has cliffs, where the gradient explodes and a plain "
          "gradient step jumps far off, while gradient clipping by global norm keeps the same step close.")
 H0, TARGET = 0.2, 0.8
+PLATEAU_OFFSET = 0.1  # distance in b from the wall at which the plateaus' gradient is measured
 
 
 def cliff_loss(length: int):
@@ -127,6 +128,9 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         bc, deltas, g0 = cliff_starts(loss_fn, ws)
         starts = {"w": ws, "b": jnp.asarray(bc - deltas)}
         h0, target = jnp.asarray(H0), jnp.asarray(TARGET)
+        # The plateaus for comparison: gradient norms at distance PLATEAU_OFFSET from the wall, on both sides.
+        plateau = np.asarray(_grad_norms(loss_fn, ws, jnp.asarray(bc[:, None] + np.array([-1, 1]) * PLATEAU_OFFSET),
+                                         h0, target))
         paths, losses = {}, {}
         for name, clip in (("plain", None), ("clipped", clip_norm)):
             opt = make_optimizer("sgd", learning_rate, clip_norm=clip)
@@ -153,6 +157,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                     "starts": count, "h0": H0, "target": TARGET},
         "starts": {"w": np.asarray(ws).tolist(), "b_wall": bc.tolist(), "distance_to_wall": deltas.tolist(),
                    "grad_norm": g0.tolist(), "loss": start_loss.tolist()},
+        "plateau_grad_norm": {"offset_from_wall": PLATEAU_OFFSET, "min": float(plateau.min()),
+                              "median": float(np.median(plateau)), "max": float(plateau.max())},
         "first_step_length": {k: v.tolist() for k, v in first.items()},
         "median_first_step_ratio_plain_over_clipped": ratio,
         "grad_norm_after_plain_step": g_after.tolist(),
@@ -160,13 +166,15 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         "final_loss": {k: v.tolist() for k, v in final.items()},
         "fraction_clipped_lower_final_loss": clipped_better,
     }
-    passed = bool(np.all(first["clipped"] <= learning_rate * clip_norm * (1 + 1e-9))
+    passed = bool(g0.min() >= 100 * np.median(plateau)
+                  and np.all(first["clipped"] <= learning_rate * clip_norm * (1 + 1e-9))
                   and np.all(first["plain"] >= 100 * first["clipped"])
                   and np.all(far["clipped"] < 2.0) and np.median(far["plain"]) > 10.0
                   and clipped_better >= 0.75)
     verdict = (
         f"{count} starts on the wall of the T={length} tanh chain, gradient norms {g0.min():.3g} to {g0.max():.3g} "
-        f"(plateaus: about 0.01 to 1). One SGD step of rate {learning_rate}: plain moves the parameters by "
+        f"(at b = b_wall +/- {PLATEAU_OFFSET} on the plateaus: {plateau.min():.2g} to {plateau.max():.2g}, median "
+        f"{np.median(plateau):.2g}). One SGD step of rate {learning_rate}: plain moves the parameters by "
         f"{np.median(first['plain']):.3g} (median; {ratio:.0f}x the clipped step), landing where the gradient norm "
         f"is {np.median(g_after):.2g} (median); clipped at norm {clip_norm} moves {np.max(first['clipped']):.3g}. "
         f"After {steps} steps the clipped runs are within {np.max(far['clipped']):.3g} of their start with median "

@@ -9,8 +9,13 @@ replacement from ``N`` has
 so the noise falls like ``1/B`` (the book's ``sigma / sqrt(n)`` standard error, with the finite-population factor).
 The gradient noise scale ``B_noise = tr(Sigma) / |G|^2`` (McCandlish, Kaplan, Amodei et al. 2018) is the batch size
 at which the noise equals the signal. Measured: the variance of many sampled minibatch gradients against that
-formula, the cosine between minibatch and full gradient, and McCandlish's two-batch-size estimator of
-``B_noise`` against its exact value, at initialization and after training.
+formula, the cosine between minibatch and full gradient (sampled, and exact over all examples and all pairs for
+``B = 1, 2``), and McCandlish's two-batch-size estimator of ``B_noise`` against its exact value, at initialization
+and after training.
+
+The variance law is exact; a rising *mean cosine* is not guaranteed by it. After training, the examples with the
+smallest gradients align best with ``G`` and a minibatch mean leans towards its largest gradients, so the mean
+cosine can fall from ``B = 1`` to ``B = 2``; the verdict reports such a fall as a failure of that part of the claim.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from jaxdl.experiments._registry import ExperimentResult, register
 from jaxdl.experiments.initialization import initialize_mlp
 
 CLAIM = ("Deep Learning sec. 8.2.6 / 8.1.3: minibatch gradients are noisy estimates of the full gradient; their "
-         "variance falls like 1/B (tr(Sigma)/B up to the finite-population factor), their cosine to the full gradient "
-         "rises with B, and the gradient noise scale tr(Sigma)/|G|^2 (McCandlish et al. 2018) is the batch size where "
-         "noise and signal are equal.")
+         "variance falls like 1/B (tr(Sigma)/B up to the finite-population factor), their mean cosine to the full "
+         "gradient rises with B, and the gradient noise scale tr(Sigma)/|G|^2 (McCandlish et al. 2018) is the batch "
+         "size where noise and signal are equal.")
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn",))
@@ -121,6 +126,47 @@ def noise_scale_from_two_batches(sq_small: float, sq_large: float, b_small: int,
     return sq, trace, trace / sq
 
 
+def exact_mean_cosine(per_example: np.ndarray, batch_size: int) -> float:
+    """``E cos(g_B, G)`` over every minibatch of ``batch_size`` 1 (all ``N`` examples) or 2 (all ``N (N - 1) / 2``
+    pairs), exactly: no sampling error, from the Gram matrix of the per-example gradients.
+
+    Raises:
+      ValueError: ``batch_size`` not 1 or 2.
+    """
+    g = np.asarray(per_example, np.float64)
+    G = g.mean(axis=0)
+    along, norm_G = g @ G, np.linalg.norm(G)
+    if batch_size == 1:
+        return float(np.mean(along / (np.linalg.norm(g, axis=1) * norm_G)))
+    if batch_size != 2:
+        raise ValueError(f"batch_size={batch_size} is invalid; the exact mean cosine is computed for 1 or 2.")
+    gram = g @ g.T
+    i, j = np.triu_indices(g.shape[0], 1)
+    # The mean of a pair is (g_i + g_j) / 2; the factor 1/2 cancels in the cosine.
+    return float(np.mean((along[i] + along[j]) / (np.sqrt(gram[i, i] + gram[j, j] + 2 * gram[i, j]) * norm_G)))
+
+
+def _cosine_by_gradient_norm(per_example: np.ndarray) -> dict:
+    """Mean ``cos(g_i, G)`` of the tenth of the examples with the smallest and with the largest gradient norms."""
+    g = np.asarray(per_example, np.float64)
+    G = g.mean(axis=0)
+    norms = np.linalg.norm(g, axis=1)
+    cos = g @ G / (norms * np.linalg.norm(G))
+    order, tenth = np.argsort(norms), max(1, g.shape[0] // 10)
+    return {"smallest_tenth": float(cos[order[:tenth]].mean()), "largest_tenth": float(cos[order[-tenth:]].mean())}
+
+
+def _significant_falls(rows, z_max: float = 3.0) -> list[dict]:
+    """Consecutive batch sizes where the sampled mean cosine falls by more than ``z_max`` combined standard
+    errors (the minibatches of different sizes are independent draws)."""
+    falls = []
+    for a, b in zip(rows, rows[1:]):
+        z = (b["cosine"] - a["cosine"]) / np.hypot(a["cosine_stderr"], b["cosine_stderr"])
+        if z < -z_max:
+            falls.append({"from": a["batch_size"], "to": b["batch_size"], "z": float(z)})
+    return falls
+
+
 def _statistics(per_example: np.ndarray, batch_sizes, num_batches: int, rng: np.random.Generator):
     noise = gradient_noise(per_example)
     G = noise.full_gradient
@@ -150,7 +196,7 @@ def _spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-@register("inexact_gradients", "sec. 8.2.6: minibatch gradient variance falls like 1/B, cosine to the full gradient "
+@register("inexact-gradients", "sec. 8.2.6: minibatch gradient variance falls like 1/B, cosine to the full gradient "
           "rises, gradient noise scale tr(Sigma)/|G|^2")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     sizes = [64, 32, 10]
@@ -180,6 +226,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
             "trace_covariance": noise.trace_covariance, "noise_scale": noise.noise_scale,
             "full_gradient_mismatch": float(np.linalg.norm(full - noise.full_gradient) / np.linalg.norm(full)),
             "estimated_noise_scale": est[2], "estimator_batch_sizes": [b_small, b_large], "rows": rows,
+            "cosine_exact": {str(b): exact_mean_cosine(per_example, b) for b in (1, 2)},
+            "cosine_b1_by_gradient_norm": _cosine_by_gradient_norm(per_example),
             "slope": _loglog_slope([r["batch_size"] for r in rows if r["batch_size"] <= noise.num_examples // 16],
                                   [r["variance"] for r in rows if r["batch_size"] <= noise.num_examples // 16]),
         }
@@ -188,32 +236,42 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     for stage, r in results.items():
         z = [abs(row["variance"] - row["variance_theory"]) / row["variance_stderr"] for row in r["rows"]]
         cos = [row["cosine"] for row in r["rows"]]
+        falls = _significant_falls(r["rows"])
+        # Rising at every step: no significant fall between sampled sizes, and none between the exact
+        # expectations at B = 1 and 2 (where a fall is hardest to resolve by sampling).
+        exact_fall = r["cosine_exact"]["2"] < r["cosine_exact"]["1"]
         checks[stage] = {
             "max_z_variance": float(max(z)),
             "slope_ok": bool(-1.1 <= r["slope"] <= -0.9),
-            # Mostly increasing: for a trained network single-example gradients (dominated by the few misfit
-            # examples that also dominate G) can align slightly better than pairs, so exact monotonicity at the
-            # smallest sizes is not part of the claim; the rank correlation and the end points are.
             "cosine_rank_correlation": _spearman([row["batch_size"] for row in r["rows"]], cos),
-            "cosine_increasing": bool(_spearman([row["batch_size"] for row in r["rows"]], cos) > 0.9
-                                      and cos[-1] > cos[0]),
+            "cosine_significant_falls": falls,
+            "cosine_exact_falls_from_1_to_2": bool(exact_fall),
+            "cosine_increasing": bool(not falls and not exact_fall and cos[-1] > cos[0]),
             "estimator_rel_error": abs(r["estimated_noise_scale"] / r["noise_scale"] - 1),
             # The two-batch estimator separates |G|^2 from the noise only when the noise scale lies inside the
             # measured batch sizes; beyond the largest one, |G|^2 drowns in the sampling error of the means.
             "estimator_applicable": bool(r["noise_scale"] <= r["estimator_batch_sizes"][1]),
             "full_gradient_ok": r["full_gradient_mismatch"] < 1e-5,
         }
-    passed = all(c["max_z_variance"] < 4 and c["slope_ok"] and c["cosine_increasing"] and c["full_gradient_ok"]
-                 and (c["estimator_rel_error"] < 0.15 or not c["estimator_applicable"]) for c in checks.values())
-    passed = passed and any(c["estimator_applicable"] for c in checks.values())
+    failures = [f"{stage}: {what}" for stage, c in checks.items() for what, ok in (
+        ("variance off the 1/B law by 4 or more standard errors", c["max_z_variance"] < 4),
+        ("log-log slope of the variance outside [-1.1, -0.9]", c["slope_ok"]),
+        ("mean cosine not rising at every batch size", c["cosine_increasing"]),
+        ("mean of per-example gradients differs from the full gradient", c["full_gradient_ok"]),
+        ("two-batch estimate of the noise scale off by 15% or more",
+         c["estimator_rel_error"] < 0.15 or not c["estimator_applicable"])) if not ok]
+    if not any(c["estimator_applicable"] for c in checks.values()):
+        failures.append("the two-batch estimator applies at no stage")
+    passed = not failures
     ri, rt = results["initialization"], results["trained"]
     verdict = (
-        f"Digits MLP {sizes}, {num_batches} minibatches per size. Variance of minibatch gradients vs "
+        ("" if passed else "Not supported in full (" + "; ".join(failures) + "). ")
+        + f"Digits MLP {sizes}, {num_batches} minibatches per size. Variance of minibatch gradients vs "
         f"tr(Sigma)/B (N-B)/(N-1): largest deviation {checks['initialization']['max_z_variance']:.1f} / "
         f"{checks['trained']['max_z_variance']:.1f} standard errors (init / trained); log-log slope "
-        f"{ri['slope']:.3f} / {rt['slope']:.3f}. Cosine to the full gradient rises from "
-        f"{ri['rows'][0]['cosine']:.3f} (B=1) to {ri['rows'][-1]['cosine']:.3f} (B={batch_sizes[-1]}) at init, "
-        f"{rt['rows'][0]['cosine']:.3f} to {rt['rows'][-1]['cosine']:.3f} trained. Noise scale tr(Sigma)/|G|^2 = "
+        f"{ri['slope']:.3f} / {rt['slope']:.3f}. Mean cosine to the full gradient: "
+        + "; ".join(_cosine_sentence(stage, results[stage], checks[stage]) for stage in results)
+        + ". Noise scale tr(Sigma)/|G|^2 = "
         f"{ri['noise_scale']:.3g} at init (loss {ri['loss']:.3f}) and {rt['noise_scale']:.3g} trained (loss "
         f"{rt['loss']:.3f}); the two-batch estimator gives {ri['estimated_noise_scale']:.3g} / "
         f"{rt['estimated_noise_scale']:.3g} (relative errors {checks['initialization']['estimator_rel_error']:.1%} / "
@@ -223,7 +281,22 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     metrics = {"setting": {"sizes": sizes, "examples": int(x.shape[0]), "num_batches": num_batches,
                            "train_steps": train_steps, "sampling": "without replacement"},
                "results": results, "checks": checks}
-    return ExperimentResult("inexact_gradients", CLAIM, bool(passed), verdict, metrics, *_figures(results))
+    return ExperimentResult("inexact-gradients", CLAIM, bool(passed), verdict, metrics, *_figures(results))
+
+
+def _cosine_sentence(stage: str, r: dict, check: dict) -> str:
+    first, last = r["rows"][0], r["rows"][-1]
+    exact = r["cosine_exact"]
+    text = (f"{stage}, {first['cosine']:.3f} (B={first['batch_size']}) to {last['cosine']:.3f} "
+            f"(B={last['batch_size']}); exact E cos {exact['1']:.4f} at B=1 and {exact['2']:.4f} at B=2")
+    if check["cosine_increasing"]:
+        return text + ", rising at every measured size"
+    falls = ", ".join(f"B={f['from']} -> {f['to']} ({f['z']:.1f} s.e.)" for f in check["cosine_significant_falls"])
+    tenths = r["cosine_b1_by_gradient_norm"]
+    return (text + ": NOT rising at every size" + (f", significant falls {falls}" if falls else "")
+            + f" (single examples with the smallest gradients align best: mean cosine "
+              f"{tenths['smallest_tenth']:.3f} in the tenth with the smallest norms vs {tenths['largest_tenth']:.3f} "
+              "in the tenth with the largest, and the mean of a minibatch leans towards its largest gradients)")
 
 
 def _figures(results):
@@ -239,6 +312,8 @@ def _figures(results):
                                                                       f"{r['noise_scale']:.3g}")
         c = np.array([row["cosine"] for row in r["rows"]])
         a2.plot(b, c, "o", color=color, label=f"{stage}: sampled mean")
+        a2.plot([1, 2], [r["cosine_exact"]["1"], r["cosine_exact"]["2"]], "x", color="k", ms=8,
+                label=f"{stage}: exact E cos, B = 1, 2" if stage == "trained" else None)
         a2.plot(b, [row["cosine_approx"] for row in r["rows"]], "-", color=color, lw=1,
                 label=f"{stage}: |G| / sqrt(|G|^2 + E|g_B - G|^2)")
     a1.set_xscale("log")

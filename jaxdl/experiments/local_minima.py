@@ -171,7 +171,7 @@ def _relu_part(seed: int, steps: int):
             "trained_loss": float(loss_fn(trained, x, y)), "train_steps": steps}
 
 
-@register("local_minima", "sec. 8.2.2: a sigmoid unit without hidden layer and a dead-ReLU network have local minima "
+@register("local-minima", "sec. 8.2.2: a sigmoid unit without hidden layer and a dead-ReLU network have local minima "
           "of higher cost (gradient ~ 0, Hessian PSD, lower point elsewhere)")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     with jax.enable_x64(True):
@@ -204,7 +204,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         f"{relu['num_params']} zero), min change over perturbations of norm {relu['perturbation_radius']:.2f} "
         f"{relu['perturbation_min_change']:.1e}; trained from He init the same network reaches "
         f"{relu['trained_loss']:.4f}.")
-    return ExperimentResult("local_minima", CLAIM, passed, verdict, metrics, *_figures(sig))
+    return ExperimentResult("local-minima", CLAIM, passed, verdict, metrics, *_figures(sig))
 
 
 def _figures(sig):

@@ -5,8 +5,8 @@ Measured on a teacher-student regression network (a tanh MLP fitted to the outpu
 1. A census of critical points. Starts are taken along Adam training runs from several initialisations (high loss
    early, low loss late); from each, Levenberg-Marquardt on ``1/2 ||g||^2`` (:func:`analysis.find_critical_points`)
    reaches a nearby critical point of any index. Converged points are classified by their exact Hessian; the rank
-   correlation between loss and index measures the trend of Dauphin et al. (2014): the higher the loss, the larger
-   the fraction of negative eigenvalues.
+   correlation between loss and index over the distinct points (many starts reach the same one) measures the trend
+   of Dauphin et al. (2014): the higher the loss, the larger the fraction of negative eigenvalues.
 2. ``f(x, y) = x^2 - y^2`` and a network saddle (all hidden units equal, a critical point by permutation symmetry):
    gradient descent with a little noise leaves along the eigenspace of the most negative eigenvalue, gradient
    descent without noise stays on the symmetric set, and Newton's method with the same noise stays at the saddle.
@@ -185,8 +185,23 @@ def critical_point_census(loss_fn, starts, x, y, *, snapshot_steps, lm_steps: in
         records.append({"loss": info.loss, "index": info.index, "kind": info.kind, "grad_norm": info.grad_norm,
                         "snapshot_step": int(order[i // seeds]), "min_eigenvalue": info.min_eigenvalue,
                         "num_near_zero": info.num_near_zero})
-    point = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[total]), found) if symmetric is not None else None
+    point = None
+    if symmetric is not None:
+        point = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[total]), found)
     return records, float(converged.mean()), point
+
+
+def distinct_critical_points(records: list[dict], *, rtol: float = 1e-8) -> list[dict]:
+    """One record per distinct critical point, by loss and index, in order of loss.
+
+    Points related by a permutation of the hidden units have the same loss and spectrum, so loss and index identify
+    a point up to that symmetry; two losses within ``rtol`` (relative) with the same index are the same point.
+    """
+    kept: list[dict] = []
+    for r in sorted(records, key=lambda r: r["loss"]):
+        if not any(abs(r["loss"] - k["loss"]) <= rtol * abs(k["loss"]) and r["index"] == k["index"] for k in kept):
+            kept.append(r)
+    return kept
 
 
 def _spearman(a, b) -> float:
@@ -243,7 +258,7 @@ def _escape_alignment(path: np.ndarray, saddle: np.ndarray, basis: np.ndarray, r
           "is attracted to them")
 def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     if quick:
-        inputs, hidden, examples, seeds, snaps, lm_steps = 3, 4, 64, 4, (0, 30, 300, 3000), 40
+        inputs, hidden, examples, seeds, snaps, lm_steps = 3, 4, 64, 8, (0, 10, 30, 100, 300, 1000, 3000), 40
     else:
         inputs, hidden, examples, seeds, snaps, lm_steps = 4, 8, 128, 8, (0, 10, 30, 100, 300, 1000, 3000), 100
     with jax.enable_x64(True):
@@ -258,19 +273,25 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         saddle = symmetrize(sym.params)
         net = _network_saddle(loss_fn, saddle, x, y, seed, max_steps=4000)
 
-    losses = np.array([r["loss"] for r in records])
-    index = np.array([r["index"] for r in records])
-    rho = _spearman(losses, index) if len(records) >= 3 else float("nan")
+    # Starts that reach the same critical point (or a copy of it with the hidden units permuted) count once:
+    # repeated copies of one point would weigh it many times in the rank correlation.
+    distinct = distinct_critical_points(records)
+    losses = np.array([r["loss"] for r in distinct])
+    index = np.array([r["index"] for r in distinct])
+    rho = _spearman(losses, index) if len(distinct) >= 3 else float("nan")
+    rho_all = _spearman([r["loss"] for r in records], [r["index"] for r in records]) if len(records) >= 3 else \
+        float("nan")
     order = np.argsort(losses)
     third = max(1, len(order) // 3)
     low_index, high_index = float(index[order[:third]].mean()), float(index[order[-third:]].mean())
-    census_ok = len(records) >= 6 and rho > 0.5 and high_index > low_index
+    census_ok = len(distinct) >= 6 and rho > 0.5 and high_index > low_index
 
     metrics = {
         "network": {"inputs": inputs, "hidden": hidden, "examples": examples, "num_params": n,
                     "weight_decay": WEIGHT_DECAY},
         "census": {"starts": seeds * len(snaps), "converged_fraction": converged_fraction,
-                   "critical_points": records, "spearman_loss_index": rho,
+                   "critical_points": records, "distinct_critical_points": len(distinct),
+                   "spearman_loss_index": rho, "spearman_loss_index_all_converged_starts": rho_all,
                    "mean_index_lowest_third": low_index, "mean_index_highest_third": high_index,
                    "kinds": {k: sum(r["kind"] == k for r in records) for k in ("minimum", "saddle", "maximum")}},
         "toy_saddle": {k: v for k, v in toy.items() if k != "paths"},
@@ -283,8 +304,9 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
               and net["gd_no_noise_symmetry_gap"] == 0.0)
     passed = bool(census_ok and toy_ok and net_ok)
     verdict = (
-        f"{len(records)} critical points (|g| <= 1e-9) from {seeds * len(snaps)} starts of a {n}-parameter network: "
-        f"Spearman correlation of loss and index {rho:.2f}; mean index {low_index:.3f} in the lowest-loss third vs "
+        f"{len(records)} critical points (|g| <= 1e-9) from {seeds * len(snaps)} starts of a {n}-parameter network, "
+        f"{len(distinct)} distinct: Spearman correlation of loss and index {rho:.2f} over the distinct points "
+        f"({rho_all:.2f} counting every start); mean index {low_index:.3f} in the lowest-loss third vs "
         f"{high_index:.3f} in the highest. x^2 - y^2: gradient descent with noise {toy['noise']:.0e} reached "
         f"|y| = {toy['gd_noise_final_abs_y']:.3g} with displacement cosine {toy['gd_noise_cosine_ey']:.4f} to the "
         f"negative-curvature axis (no noise: |y| = {toy['gd_no_noise_final_abs_y']:.1g}); Newton stayed within "
@@ -379,7 +401,7 @@ def _figures(records, rho, toy, net):
     ax.set_xscale("log")
     ax.set_xlabel("loss at the critical point (mean squared error / 2 + decay, log scale)")
     ax.set_ylabel("index: fraction of negative Hessian eigenvalues")
-    ax.set_title(f"critical points: Spearman(loss, index) = {rho:.2f}")
+    ax.set_title(f"critical points: Spearman(loss, index) = {rho:.2f} (distinct points)")
     ax.legend(fontsize=8)
 
     fig2, (a1, a2) = figure(2, width=5)
