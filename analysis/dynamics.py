@@ -232,24 +232,38 @@ def singular_values(jacobians: jax.Array) -> jax.Array:
 
 
 class JacobianProducts(NamedTuple):
-    """Norms of ``dh_T/dh_t = J_T ... J_{t+1}`` against the distance ``T - t = 1..T``."""
+    """Norms of ``dh_T/dh_t = J_T ... J_{t+1}`` against the distance ``T - t = 1..T``.
+
+    ``log_spectral_norm`` (natural log) stays finite where ``spectral_norm`` itself under- or overflows the dtype
+    (a vanishing product falls below float32's smallest normal number within about a hundred steps).
+    """
 
     distance: jax.Array
     spectral_norm: jax.Array
     smallest_singular_value: jax.Array
     frobenius_norm: jax.Array
+    log_spectral_norm: jax.Array
 
 
 @jax.jit
 def _products(jacobians):
-    def body(prod, jac):
+    # The running product is renormalised every step and its scale kept as a logarithm, so that exponentially
+    # vanishing or exploding products keep full relative precision instead of reaching 0 or inf.
+    def body(carry, jac):
+        prod, log_scale = carry
         prod = prod @ jac
         s = jnp.linalg.svd(prod, compute_uv=False)
-        return prod, (s[0], s[-1], jnp.linalg.norm(prod))
+        fro = jnp.linalg.norm(prod)
+        log_top = jnp.log(s[0]) + log_scale
+        scale = jnp.where(s[0] > 0, s[0], 1.0)
+        out = (log_top, s[-1] / scale, fro / scale)
+        return (prod / scale, log_scale + jnp.log(scale)), out
 
     eye = jnp.eye(jacobians.shape[1], dtype=jacobians.dtype)
-    _, (top, bottom, fro) = jax.lax.scan(body, eye, jacobians[::-1])
-    return top, bottom, fro
+    init = (eye, jnp.zeros((), jacobians.dtype))
+    _, (log_top, bottom_rel, fro_rel) = jax.lax.scan(body, init, jacobians[::-1])
+    top = jnp.exp(log_top)
+    return top, bottom_rel * top, fro_rel * top, log_top
 
 
 def jacobian_products(jacobians: jax.Array) -> JacobianProducts:
@@ -261,6 +275,9 @@ def jacobian_products(jacobians: jax.Array) -> JacobianProducts:
     Returns:
       :class:`JacobianProducts` with ``distance = 1..T``.
 
+    Raises:
+      ValueError: ``jacobians`` not a non-empty ``(T, n, n)`` stack.
+
     Example:
       >>> jacobian_products(jnp.stack([0.5 * jnp.eye(2)] * 3)).spectral_norm
       Array([0.5  , 0.25 , 0.125], dtype=float32)
@@ -268,8 +285,8 @@ def jacobian_products(jacobians: jax.Array) -> JacobianProducts:
     shape = jnp.shape(jacobians)
     if len(shape) != 3 or shape[1] != shape[2] or shape[0] == 0:
         raise ValueError(f"jacobians has shape {shape}; expected a non-empty stack (T, n, n).")
-    top, bottom, fro = _products(jacobians)
-    return JacobianProducts(jnp.arange(1, shape[0] + 1), top, bottom, fro)
+    top, bottom, fro, log_top = _products(jacobians)
+    return JacobianProducts(jnp.arange(1, shape[0] + 1), top, bottom, fro, log_top)
 
 
 @functools.partial(jax.jit, static_argnames="step_fn")

@@ -22,9 +22,8 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from analysis._checks import check_choice, check_params, check_positive_int
+from analysis._checks import check_choice, check_finite, check_params, check_positive_int
 
 PyTree = Any
 REDUCTIONS = ("mean", "sum", "none")
@@ -55,27 +54,20 @@ def _check_x(x: jax.Array) -> jax.Array:
         raise ValueError(f"x has shape {x.shape}: the batch is empty; expected at least one example.")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x has dtype {x.dtype}; expected a floating-point dtype.")
-    if not isinstance(x, jax.core.Tracer):
-        bad = int(np.size(x) - np.count_nonzero(np.isfinite(np.asarray(x))))
-        if bad:
-            raise ValueError(f"x contains {bad} NaN/inf value(s); expected finite data.")
     return x
 
 
-def _check_finite_params(params: PyTree) -> None:
+def _check_finite_params_and_x(params: PyTree, x: jax.Array) -> None:
+    """Floating-point parameters, and no NaN/inf in them or in ``x`` (one device reduction for both; the error
+    names the offending leaf, e.g. ``params leaf 'b1'`` or ``x``)."""
     check_params(params)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        if isinstance(leaf, jax.core.Tracer):
-            continue
-        if not np.all(np.isfinite(np.asarray(leaf))):
-            name = jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
-            raise ValueError(f"params leaf '{name}' contains NaN/inf values; expected finite parameters.")
+    check_finite(params, (), extra={"x": x})
 
 
 def _check_encoder(encoder: Callable, params: PyTree, x: jax.Array) -> None:
     if not callable(encoder):
         raise TypeError(f"encoder must be callable as encoder(params, x), got {type(encoder).__name__}.")
-    _check_finite_params(params)
+    _check_finite_params_and_x(params, x)
     out = jax.eval_shape(encoder, params, x[0])
     if not hasattr(out, "shape") or len(out.shape) != 1:
         raise ValueError(f"encoder(params, x[0]) must return a code vector of shape (k,); got "
@@ -244,5 +236,6 @@ def sigmoid_contractive_penalty(
                          f"{x.shape}.")
     if bias.shape != (weights.shape[1],):
         raise ValueError(f"bias has shape {bias.shape}; expected ({weights.shape[1]},).")
-    _check_finite_params({"weights": weights, "bias": bias})
+    check_params({"weights": weights, "bias": bias})
+    check_finite({}, (), extra={"weights": weights, "bias": bias, "x": x})  # errors name the argument
     return _sigmoid(weights, bias, x, reduction)

@@ -109,7 +109,19 @@ def test_singular_values_and_products_match_numpy():
             assert abs(float(prods.spectral_norm[k - 1]) - s[0]) <= 1e-12 * s[0]
             assert abs(float(prods.smallest_singular_value[k - 1]) - s[-1]) <= 1e-10 * s[0]
             assert abs(float(prods.frobenius_norm[k - 1]) - np.linalg.norm(p)) <= 1e-12 * np.linalg.norm(p)
+            assert abs(float(prods.log_spectral_norm[k - 1]) - np.log(s[0])) <= 1e-12
         np.testing.assert_array_equal(np.asarray(prods.distance), np.arange(1, 10))
+
+
+@pytest.mark.parametrize("factor", [0.5, 3.0])
+def test_products_log_norm_survives_float32_underflow_and_overflow(factor):
+    """0.5^200 underflows and 3^200 overflows float32; the log-norm of the product is still exact to rounding."""
+    rot = np.array([[0.6, -0.8], [0.8, 0.6]])  # orthogonal: ||(factor R)^k|| = factor^k
+    prods = jacobian_products(jnp.asarray(np.stack([factor * rot] * 200), jnp.float32))
+    expected = np.arange(1, 201) * np.log(factor)
+    np.testing.assert_allclose(np.asarray(prods.log_spectral_norm), expected, rtol=1e-5)
+    assert np.all(np.isfinite(np.asarray(prods.log_spectral_norm)))
+    assert (float(prods.spectral_norm[-1]) == 0.0) if factor < 1 else np.isinf(float(prods.spectral_norm[-1]))
 
 
 @pytest.mark.parametrize("radius", [0.9, 1.0, 1.1])

@@ -134,7 +134,7 @@ def test_linear_encoder_rademacher_is_exact():
 def test_bad_inputs():
     params = make_params(0)
     x = jnp.ones((3, 7))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="^x contains 1 NaN"):
         analysis.contractive_penalty(mlp_encoder, params, x.at[0, 0].set(jnp.nan))
     with pytest.raises(ValueError, match="empty"):
         analysis.contractive_penalty(mlp_encoder, params, jnp.ones((0, 7)))
@@ -144,7 +144,7 @@ def test_bad_inputs():
         analysis.contractive_penalty(lambda p, xi: jnp.sum(xi), params, x)
     with pytest.raises(ValueError, match="reduction"):
         analysis.contractive_penalty(mlp_encoder, params, x, reduction="max")
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="params leaf 'b1' contains 1 NaN"):
         analysis.contractive_penalty(mlp_encoder, {**params, "b1": params["b1"].at[0].set(jnp.inf)}, x)
     with pytest.raises(TypeError, match="callable"):
         analysis.contractive_penalty("encoder", params, x)
@@ -156,6 +156,8 @@ def test_bad_inputs():
         analysis.sigmoid_contractive_penalty(jnp.ones((6, 4)), jnp.zeros(4), x)
     with pytest.raises(ValueError, match="bias has shape"):
         analysis.sigmoid_contractive_penalty(jnp.ones((7, 4)), jnp.zeros(3), x)
+    with pytest.raises(ValueError, match="^bias contains 1 NaN"):
+        analysis.sigmoid_contractive_penalty(jnp.ones((7, 4)), jnp.zeros(4).at[2].set(jnp.nan), x)
 
 
 def test_analysis_does_not_import_jaxdl():

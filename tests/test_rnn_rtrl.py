@@ -23,17 +23,21 @@ def loss(v, h, y):
 
 
 def problem(seed, dtype, n=5, length=25):
-    k = jax.random.split(jax.random.PRNGKey(seed), 6)
-    cell = CellParams(jax.random.normal(k[0], (2, n), dtype), 0.5 * jax.random.normal(k[1], (n, n), dtype),
-                      0.1 * jax.random.normal(k[2], (n,), dtype))
-    readout = (jax.random.normal(k[3], (n, 3), dtype), jnp.zeros(3, dtype))
-    return (cell, readout), jnp.zeros(n, dtype), jax.random.normal(k[4], (length, 2), dtype), \
-        jax.random.normal(k[5], (length, 3), dtype)
+    # numpy draws: eager jax.random calls would compile one small program per shape, seconds in all.
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape, scale=1.0):
+        return jnp.asarray(scale * rng.normal(size=shape), dtype)
+
+    cell = CellParams(normal(2, n), normal(n, n, scale=0.5), normal(n, scale=0.1))
+    readout = (normal(n, 3), jnp.zeros(3, dtype))
+    return (cell, readout), jnp.zeros(n, dtype), normal(length, 2), normal(length, 3)
 
 
 @pytest.mark.parametrize("x64,rtol", [(True, 1e-10), (False, 1e-4)])
 def test_rtrl_equals_bptt(x64, rtol):
-    with jax.enable_x64(x64):
+    # Full-precision products: a GPU's default float32 matmul is TF32, too coarse for rtol 1e-4.
+    with jax.enable_x64(x64), jax.default_matmul_precision("highest"):
         dtype = jnp.float64 if x64 else jnp.float32
         for seed in range(3):
             args = problem(seed, dtype)

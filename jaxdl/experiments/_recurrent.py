@@ -1,5 +1,10 @@
 """Helpers shared by the recurrent-family experiments: whole training loops in one ``lax.scan`` and figure
-scaffolding (Agg backend)."""
+scaffolding (Agg backend).
+
+The step is :func:`jaxdl.train.make_train_step`'s; only the loop differs from :func:`jaxdl.train.fit`, which
+dispatches one jitted step per Python iteration: these experiments train small networks for thousands of full-batch
+steps, so the loop is scanned and compiled once.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import jax.numpy as jnp
 import matplotlib
 import optax
 
+from jaxdl.train import init_state, make_train_step
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -17,17 +24,16 @@ PyTree = Any
 
 
 def train_scan(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
-    """``steps`` full-batch optimizer steps of ``loss_fn(params, *batch)`` in one ``lax.scan``; returns
-    ``(params, losses)`` (the loss before each step). Jit or vmap the call site."""
+    """``steps`` full-batch steps of :func:`jaxdl.train.make_train_step` on ``loss_fn(params, *batch)`` in one
+    ``lax.scan``; returns ``(params, losses)`` (the loss before each step). Jit or vmap the call site."""
+    train_step = make_train_step(loss_fn, optimizer)
 
-    def step(carry, _):
-        p, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(p, *batch)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), loss
+    def body(state, _):
+        state, metrics = train_step(state, *batch)
+        return state, metrics["loss"]
 
-    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
-    return params, losses
+    state, losses = jax.lax.scan(body, init_state(params, optimizer), None, length=steps)
+    return state.params, losses
 
 
 def masked_mse(apply: Callable) -> Callable:

@@ -100,9 +100,10 @@ def _figures(preds, target, runs, truth, valid):
     axes[1].set_title("absolute one-step errors")
     axes[1].legend(fontsize=6, ncol=2)
     fig2, (ax,) = figure(1, width=8)
-    ax.plot(np.arange(truth.size), truth, "k-", lw=1.2, label="Mackey-Glass")
     for (s, g), v in zip(runs.items(), valid):
         ax.plot(np.arange(g.size), g, lw=0.8, label=f"generated, seed {s} (valid {v} steps)")
+    # Drawn last and dashed so that it stays visible where the generated runs still follow it.
+    ax.plot(np.arange(truth.size), truth, "k--", lw=1.2, label="Mackey-Glass", zorder=3)
     ax.set_xlabel("steps after the end of teacher forcing")
     ax.set_ylabel("x(t)")
     ax.set_title("closed-loop generation")

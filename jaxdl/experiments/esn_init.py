@@ -13,7 +13,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from analysis import jacobian_products, spectral_radius, state_jacobians
@@ -21,6 +20,7 @@ from jaxdl.data import delayed_recall
 from jaxdl.experiments._recurrent import figure, masked_mse, train_scan
 from jaxdl.experiments._registry import ExperimentResult, register
 from jaxdl.models import RNN, elman_step, split
+from jaxdl.train import make_optimizer
 
 CLAIM = ("Deep Learning sec. 10.8: initialising a fully trainable recurrent network like an echo state network "
          "(spectral radius 1.2, sparse recurrent weights) lets BPTT learn long-range dependencies that the default "
@@ -38,7 +38,7 @@ def train(init: dict, seed: int, task, test, steps: int, hidden: int):
     cell = model.cell.params
     apply, params = split(model)
     loss = masked_mse(apply)
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-3))
+    opt = make_optimizer("adam", 3e-3, clip_norm=1.0)
     trained, losses = jax.jit(lambda p: train_scan(loss, opt, p, *task, steps=steps))(params)
     _, jacs = state_jacobians(cell_step, cell, jnp.zeros(hidden), test.inputs[0])
     return {"test_mse": float(loss(trained, *test)), "losses": np.asarray(losses),

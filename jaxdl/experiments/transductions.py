@@ -12,8 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
+from matplotlib.ticker import MaxNLocator
 
 from analysis import causal_structure
 from jaxdl.experiments._recurrent import figure, masked_mse, train_scan
@@ -26,6 +26,7 @@ from jaxdl.models import (
     VectorToSequence,
     split,
 )
+from jaxdl.train import make_optimizer
 
 CLAIM = ("Deep Learning sec. 10.2-10.4: an aligned RNN is causal (dy_t/dx_s = 0 for s > t), a bidirectional RNN is "
          "not and can use the future; sequence-to-vector, vector-to-sequence and encoder-decoder maps use the whole "
@@ -47,7 +48,7 @@ def _train(model, shift, key, steps, length):
     k_train, k_test = jax.random.split(key)
     x, y, mask = shifted_task(k_train, 256, length, shift)
     loss = masked_mse(apply)
-    trained, losses = jax.jit(lambda p: train_scan(loss, optax.adam(1e-2), p, x, y, mask, steps=steps))(params)
+    trained, losses = jax.jit(lambda p: train_scan(loss, make_optimizer("adam", 1e-2), p, x, y, mask, steps=steps))(params)
     xt, yt, mt = shifted_task(k_test, 512, length, shift)
     return float(loss(trained, xt, yt, mt)), np.asarray(losses)
 
@@ -113,9 +114,15 @@ def _figures(structures, curves, mse):
         im = ax.imshow(np.log10(np.maximum(infl, 1e-12)), cmap="viridis", vmin=-6, vmax=0, aspect="auto",
                        origin="upper")
         ax.set_title(name, fontsize=9)
-        ax.set_xlabel("input step s")
-        ax.set_ylabel("output step t")
-    fig.colorbar(im, ax=axes, label="log10 ||dy_t/dx_s||_F (floor 1e-12)")
+        # A single output (sequence-to-vector) or a single input vector (vector-to-sequence) has no step axis.
+        ax.set_xlabel("input step s" if infl.shape[1] > 1 else "input vector x")
+        ax.set_ylabel("output step t" if infl.shape[0] > 1 else "output vector y")
+        for axis, size in ((ax.xaxis, infl.shape[1]), (ax.yaxis, infl.shape[0])):
+            if size > 1:
+                axis.set_major_locator(MaxNLocator(integer=True))
+            else:
+                axis.set_ticks([])
+    fig.colorbar(im, ax=axes, label="log10 ||dy_t/dx_s||_F (clipped at -6)")
     fig2, (ax,) = figure(1, width=6)
     for name, losses in curves.items():
         ax.plot(np.arange(1, losses.size + 1), losses, label=f"{name}: test MSE {mse[name]:.3g}")
@@ -125,8 +132,8 @@ def _figures(structures, curves, mse):
     ax.set_title("future-dependent (y_t = x_{t+2}) vs past-dependent (y_t = x_{t-2}) targets")
     ax.legend(fontsize=8)
     return ({"causal_structure": fig, "future_vs_past_training": fig2},
-            {"causal_structure": "Block norms of the full Jacobian dy_t/dx_s. The causal RNN is exactly zero above "
-                                 "the diagonal (white-blue floor at 1e-12); the bidirectional one is not; the vector "
-                                 "and encoder-decoder maps use every input step.",
+            {"causal_structure": "Block norms of the full Jacobian dy_t/dx_s (colour clipped at 1e-6). The causal "
+                                 "RNN is exactly zero above the diagonal (darkest colour); the bidirectional one is "
+                                 "not; the vector and encoder-decoder maps use every input step.",
              "future_vs_past_training": "Training curves: only the bidirectional network can predict a future "
                                         "input; both predict a past one."})
