@@ -1,8 +1,9 @@
 """Small helpers shared by the feedforward-family experiments (XOR, universal approximation, depth, dropout,
 autoencoders): full-batch training inside one ``lax.scan``, seeds stacked for ``vmap``, and figure scaffolding.
 
-``jaxdl.train.make_train_step`` is one jitted step per Python call; these experiments train dozens of small
-networks for thousands of steps, so the whole loop is scanned and the networks are vmapped instead.
+These experiments train dozens of small networks for thousands of steps, so instead of :func:`jaxdl.train.fit`
+(one jitted step per Python iteration) the whole loop of :func:`jaxdl.train.make_train_step` steps is scanned and
+the networks are vmapped. That loop is the recurrent family's ``train_scan``, shared rather than written twice.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import matplotlib
 import optax
 from flax import nnx
 
+from jaxdl.experiments._recurrent import train_scan
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -22,20 +25,13 @@ PyTree = Any
 
 
 def fit(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
-    """``steps`` full-batch optimizer steps of ``loss_fn(params, *batch)`` in one ``lax.scan``.
+    """``steps`` full-batch steps of :func:`jaxdl.train.make_train_step` on ``loss_fn(params, *batch)`` in one
+    ``lax.scan``.
 
     Returns ``(params, losses)``: the final parameters and the loss before each step. Not jitted here, so callers
     can ``jax.vmap`` it over stacked parameters and jit the result once.
     """
-
-    def step(carry, _):
-        params, opt_state = carry
-        loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
-
-    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
-    return params, losses
+    return train_scan(loss_fn, optimizer, params, *batch, steps=steps)
 
 
 def fit_lbfgs(loss_fn: Callable, params: PyTree, *batch, steps: int):

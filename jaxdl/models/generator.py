@@ -10,6 +10,8 @@ two uses, and one class serves both:
   reconstruction term of the ELBO.
 
 Everything is differentiable in theta, which is what lets a VAE or GAN train the generator by back-propagation.
+Diagonal normals are drawn by reparameterisation (:func:`reparameterize`, sec. 20.9) and evaluated by
+:func:`diagonal_normal_log_prob`, both for the ``"gaussian"`` p(x | z) here and for the VAE's q(z | x) and prior.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from flax import nnx
 from jaxdl.models.mlp import MLP
 
 OUTPUTS = ("identity", "bernoulli", "gaussian")
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def check_positive_int(value, name: str, what: str) -> int:
@@ -52,6 +55,36 @@ def sample_latent(key: jax.Array, num_samples: int, latent_size: int, dtype=jnp.
     check_positive_int(num_samples, "num_samples", "how many latent codes to draw")
     check_positive_int(latent_size, "latent_size", "the latent dimension")
     return jax.random.normal(key, (num_samples, latent_size), dtype)
+
+
+def diagonal_normal_log_prob(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
+    """log N(z; mean, diag exp(log_var)), summed over the last axis; ``mean`` and ``log_var`` broadcast against ``z``
+    (``0.0, 0.0`` gives the standard normal prior log p(z)).
+
+    Example:
+      >>> round(float(diagonal_normal_log_prob(jnp.zeros(2), 0.0, 0.0)), 4)  # -log(2 pi)
+      -1.8379
+    """
+    return -0.5 * jnp.sum((z - mean) ** 2 * jnp.exp(-log_var) + log_var + _LOG_2PI, axis=-1)
+
+
+def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, num_samples: int | None = None) -> jax.Array:
+    """z = mean + exp(log_var / 2) * eps with eps ~ N(0, I): a sample of N(mean, diag exp(log_var)) that is
+    differentiable in its parameters (sec. 20.9).
+
+    Args:
+      key: PRNG key.
+      mean, log_var: ``(..., size)`` parameters, e.g. of the VAE's q(z | x).
+      num_samples: if given, a leading axis of that many independent samples.
+
+    Example:
+      >>> reparameterize(jax.random.key(0), jnp.zeros((5, 2)), jnp.zeros((5, 2)), 3).shape
+      (3, 5, 2)
+    """
+    shape = mean.shape if num_samples is None else (check_positive_int(num_samples, "num_samples", "samples"),
+                                                    *mean.shape)
+    eps = jax.random.normal(key, shape, mean.dtype)
+    return mean + jnp.exp(0.5 * log_var) * eps
 
 
 class Generator(nnx.Module):
@@ -123,9 +156,7 @@ class Generator(nnx.Module):
         if self.output == "bernoulli":
             return jnp.sum(x * out - jax.nn.softplus(out), axis=-1)
         if self.output == "gaussian":
-            log_scale = self.log_scale[...]
-            sq = ((x - out) * jnp.exp(-log_scale)) ** 2
-            return jnp.sum(-0.5 * sq - log_scale - 0.5 * math.log(2.0 * math.pi), axis=-1)
+            return diagonal_normal_log_prob(x, out, 2.0 * self.log_scale[...])
         raise ValueError("output='identity' defines no density p(x | z); use 'bernoulli' or 'gaussian'.")
 
     def sample(self, key: jax.Array, num_samples: int, *, noise: bool = True) -> jax.Array:
@@ -140,7 +171,7 @@ class Generator(nnx.Module):
             return mean
         if self.output == "bernoulli":
             return jax.random.bernoulli(kx, mean).astype(mean.dtype)
-        return mean + jnp.exp(self.log_scale[...]) * jax.random.normal(kx, mean.shape, mean.dtype)
+        return reparameterize(kx, mean, 2.0 * self.log_scale[...])
 
 
 def split_method(model: nnx.Module, method: str = "__call__") -> tuple[Callable, nnx.State]:

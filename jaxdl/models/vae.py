@@ -25,11 +25,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxdl.models.generator import Generator, check_positive_int, check_sizes
+from jaxdl.models.generator import (Generator, check_positive_int, check_sizes, diagonal_normal_log_prob,
+                                    reparameterize)
 from jaxdl.models.mlp import MLP
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
@@ -42,29 +42,6 @@ def gaussian_kl(mean: jax.Array, log_var: jax.Array) -> jax.Array:
       0.0
     """
     return 0.5 * jnp.sum(jnp.exp(log_var) + mean**2 - 1.0 - log_var, axis=-1)
-
-
-def diagonal_normal_log_prob(z: jax.Array, mean: jax.Array, log_var: jax.Array) -> jax.Array:
-    """log N(z; mean, diag exp(log_var)), summed over the last axis."""
-    return -0.5 * jnp.sum((z - mean) ** 2 * jnp.exp(-log_var) + log_var + _LOG_2PI, axis=-1)
-
-
-def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, num_samples: int | None = None) -> jax.Array:
-    """z = mean + exp(log_var / 2) * eps with eps ~ N(0, I): a sample of q that is differentiable in its parameters.
-
-    Args:
-      key: PRNG key.
-      mean, log_var: ``(..., latent)`` parameters of q(z | x).
-      num_samples: if given, a leading axis of that many independent samples.
-
-    Example:
-      >>> reparameterize(jax.random.key(0), jnp.zeros((5, 2)), jnp.zeros((5, 2)), 3).shape
-      (3, 5, 2)
-    """
-    shape = mean.shape if num_samples is None else (check_positive_int(num_samples, "num_samples", "samples"),
-                                                    *mean.shape)
-    eps = jax.random.normal(key, shape, mean.dtype)
-    return mean + jnp.exp(0.5 * log_var) * eps
 
 
 class VAE(nnx.Module):
@@ -133,7 +110,7 @@ class VAE(nnx.Module):
         """``(num_samples, n)`` importance log-weights log p(x, z_k) - log q(z_k | x), z_k ~ q(z | x)."""
         mean, log_var = self.encode(x)
         z = reparameterize(key, mean, log_var, num_samples)
-        log_prior = -0.5 * jnp.sum(z**2 + _LOG_2PI, axis=-1)
+        log_prior = diagonal_normal_log_prob(z, 0.0, 0.0)  # p(z) = N(0, I)
         return self.decoder.log_prob(x, z) + log_prior - diagonal_normal_log_prob(z, mean, log_var)
 
     def importance_weighted_bound(
