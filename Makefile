@@ -18,7 +18,7 @@ report: $(STAMP)
 	$(VENV)/bin/jaxdl report --out reports/default
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 clean:
 	rm -rf $(VENV) reports

@@ -6,6 +6,7 @@ monitors from ``analysis.monitor`` plug into :func:`fit` and see the state befor
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
@@ -67,6 +68,24 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation) 
     return train_step
 
 
+def train_scan(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
+    """``steps`` full-batch steps of :func:`make_train_step` on ``loss_fn(params, *batch)`` in one ``lax.scan``.
+
+    Returns ``(params, losses)``: the final parameters and the loss before each step. Not jitted here, so callers
+    can ``jax.vmap`` it over stacked parameters (one network per seed) and jit the result once.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
+        raise ValueError(f"steps={steps!r} is invalid; expected a positive integer.")
+    train_step = make_train_step(loss_fn, optimizer)
+
+    def body(state, _):
+        state, metrics = train_step(state, *batch)
+        return state, metrics["loss"]
+
+    state, losses = jax.lax.scan(body, init_state(params, optimizer), None, length=steps)
+    return state.params, losses
+
+
 def softmax_cross_entropy(apply: Callable) -> Callable:
     """``loss_fn(params, x, y)``: mean softmax cross-entropy of ``apply(params, x)`` against integer labels."""
 
@@ -107,6 +126,20 @@ def make_monitored_train_step(
         return TrainState(params, opt_state, state.step + 1), mstate, record
 
     return monitored_step
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_steps(loss_fn: Callable, optimizer: optax.GradientTransformation, monitor) -> tuple[Callable, dict]:
+    """The jitted steps of :func:`fit`, shared by calls with the same loss, optimizer and monitor (a run trained in
+    segments compiles once)."""
+    monitored = {} if monitor is None else {
+        e: make_monitored_train_step(loss_fn, optimizer, monitor, eigen=e) for e in (False, True)}
+    return make_train_step(loss_fn, optimizer), monitored
+
+
+@jax.jit
+def _take(arrays, idx):
+    return tuple(a[idx] for a in arrays)
 
 
 class History(NamedTuple):
@@ -186,13 +219,11 @@ def fit(
         raise ValueError(f"batch_size={batch_size} is invalid; expected 1 <= batch_size <= {n} (or None).")
     key = jax.random.PRNGKey(0) if key is None else key
     state = init_state(params, optimizer) if state is None else state
-    plain = make_train_step(loss_fn, optimizer)
+    plain, monitored = _compiled_steps(loss_fn, optimizer, monitor)
     if monitor is not None:
-        monitored = {e: make_monitored_train_step(loss_fn, optimizer, monitor, eigen=e) for e in (False, True)}
         mstate = monitor.init(state.params, jax.random.fold_in(key, 1)) if monitor_state is None else monitor_state
     else:
         mstate = monitor_state
-    take = jax.jit(lambda arrays, idx: tuple(a[idx] for a in arrays))
     per_epoch = None if batch_size is None else n // batch_size
 
     losses, norms, mon_steps, records = [], [], [], []
@@ -215,7 +246,7 @@ def fit(
             epoch, pos = divmod(step, per_epoch)
             if epoch != order_epoch:
                 order, order_epoch = minibatches(jax.random.fold_in(key, epoch), n, batch_size), epoch
-            batch = take(data, order[pos])
+            batch = _take(data, order[pos])
         if monitor is not None and monitor.monitors(step):
             state, mstate, rec = monitored[monitor.measures_eigenvalue(step)](state, mstate, *batch)
             mon_steps.append(step)

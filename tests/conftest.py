@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,8 +11,15 @@ import pytest
 from flax import nnx
 
 from jaxdl.data import digits_full
+
 from jaxdl.models import MLP, split
 from jaxdl.train import init_state, make_optimizer, make_train_step, softmax_cross_entropy
+
+# Many tests build the same small networks anew (new closures, so jit's in-memory cache misses) and compile
+# identical programs. JAX's persistent compilation cache, keyed on the compiled program, lets them, the pytest-xdist
+# workers and later runs share those compilations. It stores executables only; no result depends on it.
+jax.config.update("jax_compilation_cache_dir", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # A spectrum with negative, exactly zero (repeated) and positive eigenvalues.
 SPECTRUM = np.concatenate([np.linspace(-4.0, -0.5, 8), np.zeros(6), np.geomspace(1e-2, 50.0, 66)])

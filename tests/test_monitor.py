@@ -144,3 +144,24 @@ def test_bad_settings():
         fit(loss, params, make_optimizer("sgd", 0.1), (x[:0], y[:0]), steps=1)
     with pytest.raises(ValueError, match="batch_size=41"):
         fit(loss, params, make_optimizer("sgd", 0.1), (x, y), steps=1, batch_size=41)
+
+
+def test_train_scan_equals_stepping_and_vmaps_over_seeds():
+    from jaxdl.train import init_state, make_train_step, train_scan
+
+    loss, params, x, y = small_mlp(3, jnp.float32)
+    opt = make_optimizer("momentum", 0.05)
+    scanned, losses = jax.jit(lambda p: train_scan(loss, opt, p, x, y, steps=7))(params)
+    step, state, ref = make_train_step(loss, opt), init_state(params, opt), []
+    for _ in range(7):
+        state, metrics = step(state, x, y)
+        ref.append(float(metrics["loss"]))
+    np.testing.assert_allclose(np.asarray(losses), ref, rtol=1e-5)
+    for p, q in zip(jax.tree_util.tree_leaves(scanned), jax.tree_util.tree_leaves(state.params)):
+        np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=1e-5, atol=1e-6)
+    stacked = jax.tree_util.tree_map(lambda a: jnp.stack([a, 2 * a]), params)
+    both, _ = jax.vmap(lambda p: train_scan(loss, opt, p, x, y, steps=7))(stacked)
+    for p, q in zip(jax.tree_util.tree_leaves(both), jax.tree_util.tree_leaves(scanned)):
+        np.testing.assert_allclose(np.asarray(p[0]), np.asarray(q), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="steps=0"):
+        train_scan(loss, opt, params, x, y, steps=0)

@@ -106,9 +106,15 @@ def test_small_report_contents(tmp_path):
     assert np.corrcoef(pred, act)[0, 1] > 0.9
 
 
-def _run_cli(args, **kw):
+def _run_cli(args, cache_dir=None, **kw):
+    """``jaxdl`` in a fresh process. With ``cache_dir`` the processes share JAX's persistent compilation cache, so
+    only the first one compiles (the cache holds compiled programs; the computation is the same)."""
+    env = dict(os.environ)
+    if cache_dir is not None:
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     return subprocess.Popen([sys.executable, "-m", "jaxdl.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
 
 
 def _strip(results: dict) -> dict:
@@ -118,10 +124,11 @@ def _strip(results: dict) -> dict:
 def test_killed_run_resumes_bit_identically(tmp_path):
     config = small_config(tmp_path, steps=300, monitor_every=1, checkpoint_every=25)
     full, part = tmp_path / "full", tmp_path / "part"
-    proc = _run_cli(["report", "--config", str(config), "--out", str(full), "--quiet"])
+    cache = tmp_path / "jax-cache"
+    proc = _run_cli(["report", "--config", str(config), "--out", str(full), "--quiet"], cache)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
 
-    proc = _run_cli(["report", "--config", str(config), "--out", str(part), "--quiet"])
+    proc = _run_cli(["report", "--config", str(config), "--out", str(part), "--quiet"], cache)
     ckpt = checkpoint_dir_for(part)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -137,7 +144,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
     steps_saved = sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit())
     assert steps_saved and steps_saved[0] >= 25
 
-    proc = _run_cli(["report", "--config", str(config), "--out", str(part), "--quiet", "--resume"])
+    proc = _run_cli(["report", "--config", str(config), "--out", str(part), "--quiet", "--resume"], cache)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
     a = json.loads((full / "results.json").read_text())
     b = json.loads((part / "results.json").read_text())

@@ -3,7 +3,7 @@ autoencoders): full-batch training inside one ``lax.scan``, seeds stacked for ``
 
 These experiments train dozens of small networks for thousands of steps, so instead of :func:`jaxdl.train.fit`
 (one jitted step per Python iteration) the whole loop of :func:`jaxdl.train.make_train_step` steps is scanned and
-the networks are vmapped. That loop is the recurrent family's ``train_scan``, shared rather than written twice.
+the networks are vmapped: ``fit`` is :func:`jaxdl.train.train_scan`.
 """
 
 from __future__ import annotations
@@ -16,22 +16,12 @@ import matplotlib
 import optax
 from flax import nnx
 
-from jaxdl.experiments._recurrent import train_scan
+from jaxdl.train import train_scan as fit  # noqa: F401 - re-exported for the experiments
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 PyTree = Any
-
-
-def fit(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
-    """``steps`` full-batch steps of :func:`jaxdl.train.make_train_step` on ``loss_fn(params, *batch)`` in one
-    ``lax.scan``.
-
-    Returns ``(params, losses)``: the final parameters and the loss before each step. Not jitted here, so callers
-    can ``jax.vmap`` it over stacked parameters and jit the result once.
-    """
-    return train_scan(loss_fn, optimizer, params, *batch, steps=steps)
 
 
 def fit_lbfgs(loss_fn: Callable, params: PyTree, *batch, steps: int):

@@ -1,39 +1,21 @@
-"""Helpers shared by the recurrent-family experiments: whole training loops in one ``lax.scan`` and figure
-scaffolding (Agg backend).
+"""Helpers shared by the recurrent-family experiments: the scanned training loop (:func:`jaxdl.train.train_scan`,
+re-exported), masked losses, metrics and figure scaffolding (Agg backend).
 
-The step is :func:`jaxdl.train.make_train_step`'s; only the loop differs from :func:`jaxdl.train.fit`, which
-dispatches one jitted step per Python iteration: these experiments train small networks for thousands of full-batch
-steps, so the loop is scanned and compiled once.
+These experiments train small networks for thousands of full-batch steps, so the loop is scanned and compiled once
+rather than dispatched step by step as :func:`jaxdl.train.fit` does.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
-import jax
 import jax.numpy as jnp
 import matplotlib
-import optax
 
-from jaxdl.train import init_state, make_train_step
+from jaxdl.train import train_scan as train_scan  # noqa: F401 - re-exported for the experiments
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-PyTree = Any
-
-
-def train_scan(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
-    """``steps`` full-batch steps of :func:`jaxdl.train.make_train_step` on ``loss_fn(params, *batch)`` in one
-    ``lax.scan``; returns ``(params, losses)`` (the loss before each step). Jit or vmap the call site."""
-    train_step = make_train_step(loss_fn, optimizer)
-
-    def body(state, _):
-        state, metrics = train_step(state, *batch)
-        return state, metrics["loss"]
-
-    state, losses = jax.lax.scan(body, init_state(params, optimizer), None, length=steps)
-    return state.params, losses
 
 
 def masked_mse(apply: Callable) -> Callable:

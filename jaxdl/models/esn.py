@@ -109,9 +109,10 @@ def to_dense(w: Recurrent) -> jax.Array:
 
 
 def _to_rows(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ELL layout of a dense matrix, rows padded with zero weights (pointing at column 0) to the widest row."""
+    """ELL layout of a dense matrix, rows padded with zero weights (pointing at column 0) to the widest row rounded
+    up to a multiple of 8, so that reservoirs drawn with other seeds mostly share one shape (and one compilation)."""
     counts = np.count_nonzero(dense, axis=1)
-    width = max(1, int(counts.max()))
+    width = 8 * max(1, -(-int(counts.max()) // 8))
     idx = np.zeros((dense.shape[0], width), np.int32)
     vals = np.zeros((dense.shape[0], width))
     for i, row in enumerate(dense):
