@@ -20,8 +20,6 @@ import jax
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -33,7 +31,8 @@ LANCZOS_STEPS = 90
 
 
 def timed(fn, repeats: int, inner: int = 5) -> float:
-    """Median over ``repeats`` of the mean seconds of ``inner`` calls, after a warm-up call."""
+    """Median over ``repeats`` of the mean seconds of ``inner`` calls, after a warm-up call (JAX outputs are
+    waited for; anything else must be synchronous)."""
     jax.block_until_ready(fn())
     times = []
     for _ in range(repeats):
@@ -91,17 +90,7 @@ def torch_ratio(model: str, scale: float, repeats: int) -> dict | None:
         g = torch.autograd.grad(loss_fn(net(x), y), params, create_graph=True)
         return sync(torch.autograd.grad(g, params, grad_outputs=v))
 
-    def med(fn):
-        fn()
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(5):
-                fn()
-            ts.append((time.perf_counter() - t0) / 5)
-        return statistics.median(ts)
-
-    tg, th = med(grad), med(hvp)
+    tg, th = timed(grad, repeats), timed(hvp, repeats)  # each call synchronises the device itself
     return {"device": dev, "torch": torch.__version__, "grad_s": tg, "hvp_s": th, "hvp_over_grad": th / tg}
 
 

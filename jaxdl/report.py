@@ -12,6 +12,7 @@ import hashlib
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
 import jax
@@ -18,7 +20,8 @@ from jaxdl.train import init_state, make_optimizer, make_train_step, softmax_cro
 # Many tests build the same small networks anew (new closures, so jit's in-memory cache misses) and compile
 # identical programs. JAX's persistent compilation cache, keyed on the compiled program, lets them, the pytest-xdist
 # workers and later runs share those compilations. It stores executables only; no result depends on it.
-jax.config.update("jax_compilation_cache_dir", str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
+JAX_CACHE = Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"
+jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # A spectrum with negative, exactly zero (repeated) and positive eigenvalues.
@@ -41,8 +44,21 @@ def quadratic_problem(seed: int, dtype):
     return loss, params, jnp.asarray(a, dtype), jnp.asarray(b, dtype)
 
 
+def shared_array(tmp_path_factory, name: str, compute) -> np.ndarray:
+    """``compute()`` once per test run, shared by the pytest-xdist workers through a file under a lock (the array is
+    deterministic, so whichever worker computes it, all get the same bits)."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder, not earlier runs'
+    path = root / f"{name}.npy"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            np.save(path, compute())
+    return np.load(path)
+
+
 @pytest.fixture(scope="session")
-def digits_mlp():
+def digits_mlp(tmp_path_factory):
     """The digits MLP 64-32-32-10 (tanh) after 200 full-batch SGD steps (lr 0.5) on 256 digits, in float32 and
     float64 (the same parameter values), with the exact float64 spectrum of that Hessian as the reference."""
     x, y = digits_full()
@@ -62,6 +78,7 @@ def digits_mlp():
         x64, y64 = jnp.asarray(np.asarray(x), jnp.float64), y
         from analysis import hessian_spectrum
 
-        exact = np.asarray(hessian_spectrum(loss64, p64, x64, y64, block_size=256))
+        exact = shared_array(tmp_path_factory, "digits_mlp_spectrum",
+                             lambda: np.asarray(hessian_spectrum(loss64, p64, x64, y64, block_size=256)))
     return {"loss32": loss, "p32": p32, "x32": x, "y": y, "loss64": loss64, "p64": p64, "x64": x64,
             "exact": exact}

@@ -17,6 +17,7 @@ from jaxdl.cli import main
 from jaxdl.config import ReportConfig, load_config
 from jaxdl.problem import build_problem
 from jaxdl.report import checkpoint_dir_for, run_report, train
+from tests.conftest import JAX_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = """
@@ -107,8 +108,9 @@ def test_small_report_contents(tmp_path):
 
 
 def _run_cli(args, cache_dir=None, **kw):
-    """``jaxdl`` in a fresh process. With ``cache_dir`` the processes share JAX's persistent compilation cache, so
-    only the first one compiles (the cache holds compiled programs; the computation is the same)."""
+    """``jaxdl`` in a fresh process. With ``cache_dir`` it uses JAX's persistent compilation cache there, so programs
+    compiled before are loaded, not compiled again (the cache holds compiled programs; the computation is the
+    same)."""
     env = dict(os.environ)
     if cache_dir is not None:
         env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -124,7 +126,7 @@ def _strip(results: dict) -> dict:
 def test_killed_run_resumes_bit_identically(tmp_path):
     config = small_config(tmp_path, steps=300, monitor_every=1, checkpoint_every=25)
     full, part = tmp_path / "full", tmp_path / "part"
-    cache = tmp_path / "jax-cache"
+    cache = JAX_CACHE  # shared with this test process, which compiled the same programs for the small report
     proc = _run_cli(["report", "--config", str(config), "--out", str(full), "--quiet"], cache)
     assert proc.wait(timeout=600) == 0, proc.stderr.read()
 

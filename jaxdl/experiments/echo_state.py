@@ -136,7 +136,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     passed = (contracts and growth["growth"] > 100 and all(v.max() <= n + 1e-6 for v in mc.values())
               and 0.5 <= peak[0.1] <= 1.5 and mc[1.0][i2] > 2.0 and mc[1.0][i2] > 2 * mc[0.1][i2]
               and washes[1.0] >= washes[0.1])
-    verdict = (f"Contraction: with sigma_max(W) = 0.95 the largest measured per-step distance ratio is "
+    verdict = ("Contraction: with sigma_max(W) = 0.95 the largest measured per-step distance ratio is "
                + ", ".join(f"{c['max_ratio']:.4f} <= bound {c['bound']:.4f} (leak {c['leak']})" for c in contraction)
                + f". Zero input, spectral radius 1.5, no leak: a 1e-8 perturbation grows x{growth['growth']:.3g} in 60 "
                f"steps (with leak 0.3 the Jacobian at 0 has spectral radius {growth['effective_radius_leak_0.3']:.3f}). "
