@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import matfree.decomp
+import optax
 from jax.flatten_util import ravel_pytree
 
 PyTree = Any
@@ -108,8 +109,8 @@ class CurvatureMonitor:
         """
         (loss, g), lin = jax.linearize(lambda p: jax.value_and_grad(loss_fn)(p, *batch), params)
         dtype = jnp.result_type(loss)
-        gTg = _tree_vdot(g, g)
-        gTHg = _tree_vdot(g, lin(g)[1])
+        gTg = optax.tree.vdot(g, g)
+        gTHg = optax.tree.vdot(g, lin(g)[1])
         eps = jnp.asarray(self.learning_rate, dtype)
         nan = jnp.full((), jnp.nan, dtype)
         top = resid = nan
@@ -134,11 +135,6 @@ class CurvatureMonitor:
     def complete(record: MonitorRecord, loss_after: jax.Array) -> MonitorRecord:
         """Fill in the actual change of the loss after the step (evaluated on the same batch)."""
         return record._replace(actual_change=loss_after - record.loss)
-
-
-def _tree_vdot(a: PyTree, b: PyTree) -> jax.Array:
-    """``sum_leaves <a, b>`` of two pytrees of the same structure."""
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
 def _warm_lanczos(hvp: Callable, v0: jax.Array, steps: int) -> tuple[jax.Array, jax.Array, jax.Array]:
