@@ -45,3 +45,23 @@ def test_book_checks_on_synthetic_runs_can_fail():
     bad = _book_checks(np.linspace(1, 0.1, 200), spike, 0.9, 0.6)
     assert not (bad["grad_not_shrinking"] or bad["curvature_grows_10x"] or bad["error_falls_by_half"])
     assert bad["gTHg_growth"] == 1.0
+
+
+def test_probe_sweep_taylor_terms_are_exact_on_a_cubic():
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdl.experiments.ill_conditioning import _probe_sweep
+
+    # phi(e) = L(theta - e g) of a cubic loss is a cubic polynomial in e: the second-order prediction plus the
+    # third-order term must equal the actual change to rounding, and the term is -e^3 sum(x g^3).
+    with jax.enable_x64(True):
+        for seed in range(2):
+            rng = np.random.default_rng(seed)
+            p, x = {"w": jnp.asarray(rng.uniform(1, 2, 6))}, jnp.asarray(rng.uniform(0.5, 1.5, 6))
+            loss = lambda q, c: jnp.sum(c * q["w"] ** 3) + jnp.sum(q["w"] ** 2)  # noqa: E731
+            eps, predicted, actual, cubic = _probe_sweep(lambda q, c, _: loss(q, c), p, x, jnp.zeros(1),
+                                                         np.array([0.5, 1.0, 2.0]))
+            g = np.asarray(jax.grad(loss)(p, x)["w"])
+            np.testing.assert_allclose(cubic, -eps**3 * np.sum(np.asarray(x) * g**3), rtol=1e-12)
+            np.testing.assert_allclose(actual, predicted + cubic, rtol=1e-9, atol=1e-12)

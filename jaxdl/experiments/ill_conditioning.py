@@ -31,12 +31,17 @@ def _probe_sweep(loss_fn, params, x, y, ratios):
     the sign of the change."""
     gc = analysis.gradient_curvature(loss_fn, params, x, y)
     eps = np.asarray(ratios) * 2 * float(gc.gTg) / float(gc.gTHg)
-    along = lambda e: jax.tree_util.tree_map(lambda a, g: a - e * g, params, gc.grad)  # noqa: E731
-    step = jax.jit(lambda e: loss_fn(along(e), x, y))
-    d1 = lambda e: jax.jvp(step, (e,), (jnp.ones_like(e),))[1]  # noqa: E731
-    d2 = lambda e: jax.jvp(d1, (e,), (jnp.ones_like(e),))[1]  # noqa: E731
-    third = float(jax.jit(lambda e: jax.jvp(d2, (e,), (jnp.ones_like(e),))[1])(jnp.zeros((), gc.loss.dtype)))
-    actual = np.array([float(step(e)) - float(gc.loss) for e in eps])
+
+    def phi(e, p, g, *batch):
+        return loss_fn(jax.tree_util.tree_map(lambda a, d: a - e * d, p, g), *batch)
+
+    def derivative(f):
+        return lambda e, *args: jax.jvp(lambda t: f(t, *args), (e,), (jnp.ones_like(e),))[1]
+
+    args = (params, gc.grad, x, y)  # arguments of the compiled functions, never constants in them
+    losses = jax.jit(jax.vmap(phi, in_axes=(0,) + (None,) * len(args)))(jnp.asarray(eps, gc.loss.dtype), *args)
+    third = float(jax.jit(derivative(derivative(derivative(phi))))(jnp.zeros((), gc.loss.dtype), *args))
+    actual = np.asarray(losses, np.float64) - float(gc.loss)
     predicted = np.array([float(gc.predicted_change(e)) for e in eps])
     return eps, predicted, actual, eps**3 * third / 6
 
