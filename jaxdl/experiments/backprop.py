@@ -98,8 +98,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
 
     x, y = data32.x_train, data32.y_train
     repeats = 3 if quick else 30
-    t_bp = _median_time(lambda p: by_hand(p, x, y), params, repeats=repeats)
-    t_ad = _median_time(jax.jit(lambda p: by_ad(p, x, y)), params, repeats=repeats)
+    t_bp = _median_time(by_hand, params, x, y, repeats=repeats)
+    t_ad = _median_time(jax.jit(by_ad), params, x, y, repeats=repeats)
 
     # SGD must also train: the last epoch's mean loss well below the first's.
     per_epoch = runs["backprop"]["losses"].reshape(epochs, -1).mean(axis=1)

@@ -65,7 +65,7 @@ def train_networks(net, params, x, y, index_sets, keys, *, epochs: int, batch_si
 
 def _evaluate(net, params, x, y):
     """Weight-scaling softmax outputs of stacked networks, ``(networks, examples, classes)``."""
-    return jax.jit(jax.vmap(lambda p: jax.nn.softmax(net(p, x))))(params)
+    return jax.jit(jax.vmap(lambda p, xb: jax.nn.softmax(net(p, xb)), in_axes=(0, None)))(params, x)
 
 
 def _scores(probs, y):

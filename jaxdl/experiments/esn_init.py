@@ -39,7 +39,7 @@ def train(init: dict, seed: int, task, test, steps: int, hidden: int):
     apply, params = split(model)
     loss = masked_mse(apply)
     opt = make_optimizer("adam", 3e-3, clip_norm=1.0)
-    trained, losses = jax.jit(lambda p: train_scan(loss, opt, p, *task, steps=steps))(params)
+    trained, losses = jax.jit(lambda p, *data: train_scan(loss, opt, p, *data, steps=steps))(params, *task)
     _, jacs = state_jacobians(cell_step, cell, jnp.zeros(hidden), test.inputs[0])
     return {"test_mse": float(loss(trained, *test)), "losses": np.asarray(losses),
             "radius_init": float(spectral_radius(cell.w_h).value),

@@ -48,7 +48,8 @@ def _train(model, shift, key, steps, length):
     k_train, k_test = jax.random.split(key)
     x, y, mask = shifted_task(k_train, 256, length, shift)
     loss = masked_mse(apply)
-    trained, losses = jax.jit(lambda p: train_scan(loss, make_optimizer("adam", 1e-2), p, x, y, mask, steps=steps))(params)
+    opt = make_optimizer("adam", 1e-2)
+    trained, losses = jax.jit(lambda p, *data: train_scan(loss, opt, p, *data, steps=steps))(params, x, y, mask)
     xt, yt, mt = shifted_task(k_test, 512, length, shift)
     return float(loss(trained, xt, yt, mt)), np.asarray(losses)
 

@@ -51,8 +51,9 @@ def train_mlps(width: int, activation: str, seeds: int, steps: int, seed: int = 
     models = [MLP([2, width, 1], activation=activation, rngs=nnx.Rngs(seed * 1000 + s)) for s in range(seeds)]
     apply, _ = split(models[0])
     params = stack([split(m)[1] for m in models])
-    train = jax.jit(jax.vmap(lambda p: fit(_mse(apply), optax.adam(0.05), p, x, y, steps=steps)[0]))
-    trained = train(params)
+    train = jax.jit(jax.vmap(lambda p, xb, yb: fit(_mse(apply), optax.adam(0.05), p, xb, yb, steps=steps)[0],
+                             in_axes=(0, None, None)))
+    trained = train(params, x, y)
     outputs = jax.vmap(lambda p: apply(p, x)[:, 0])(trained)
     return apply, trained, outputs
 
