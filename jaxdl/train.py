@@ -68,8 +68,14 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation) 
     return train_step
 
 
-def train_scan(loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int):
+def train_scan(
+    loss_fn: Callable, optimizer: optax.GradientTransformation, params: PyTree, *batch, steps: int,
+    key: Optional[jax.Array] = None,
+):
     """``steps`` full-batch steps of :func:`make_train_step` on ``loss_fn(params, *batch)`` in one ``lax.scan``.
+
+    With ``key``, step ``t`` calls ``loss_fn(params, *batch, k_t)`` with its own key ``k_t`` (row ``t`` of
+    ``jax.random.split(key, steps)``): a fresh dropout mask or corruption every step.
 
     Returns ``(params, losses)``: the final parameters and the loss before each step. Not jitted here, so callers
     can ``jax.vmap`` it over stacked parameters (one network per seed) and jit the result once.
@@ -77,12 +83,13 @@ def train_scan(loss_fn: Callable, optimizer: optax.GradientTransformation, param
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(f"steps={steps!r} is invalid; expected a positive integer.")
     train_step = make_train_step(loss_fn, optimizer)
+    keys = None if key is None else jax.random.split(key, steps)
 
-    def body(state, _):
-        state, metrics = train_step(state, *batch)
+    def body(state, k):
+        state, metrics = train_step(state, *batch, *(() if k is None else (k,)))
         return state, metrics["loss"]
 
-    state, losses = jax.lax.scan(body, init_state(params, optimizer), None, length=steps)
+    state, losses = jax.lax.scan(body, init_state(params, optimizer), keys, length=steps)
     return state.params, losses
 
 

@@ -165,3 +165,22 @@ def test_train_scan_equals_stepping_and_vmaps_over_seeds():
         np.testing.assert_allclose(np.asarray(p[0]), np.asarray(q), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="steps=0"):
         train_scan(loss, opt, params, x, y, steps=0)
+
+
+def test_train_scan_passes_each_step_its_own_key():
+    from jaxdl.train import init_state, make_train_step, train_scan
+
+    loss, params, x, y = small_mlp(4, jnp.float32)
+
+    def noisy(p, xb, yb, k):  # a fresh input corruption every step, as in dropout or a denoising autoencoder
+        return loss(p, xb + 0.1 * jax.random.normal(k, xb.shape), yb)
+
+    opt, key = make_optimizer("sgd", 0.05), jax.random.PRNGKey(5)
+    trained, losses = jax.jit(lambda p, xb, yb, k: train_scan(noisy, opt, p, xb, yb, steps=6, key=k))(params, x, y, key)
+    step, state, ref = make_train_step(noisy, opt), init_state(params, opt), []
+    for k in jax.random.split(key, 6):
+        state, metrics = step(state, x, y, k)
+        ref.append(float(metrics["loss"]))
+    np.testing.assert_allclose(np.asarray(losses), ref, rtol=1e-5)
+    for p, q in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(state.params)):
+        np.testing.assert_allclose(np.asarray(p), np.asarray(q), rtol=1e-5, atol=1e-6)

@@ -19,6 +19,7 @@ from jaxdl.data import circle, digits
 from jaxdl.experiments._feedforward import figure
 from jaxdl.experiments._registry import ExperimentResult, register
 from jaxdl.models import Autoencoder, autoencoder_split, reconstruction_error
+from jaxdl.train import train_scan
 
 CLAIM = ("Deep Learning sec. 14.2.2 and 14.5: a denoising autoencoder trained on corrupted inputs reconstructs the "
          "clean inputs (better than the corrupted input and than an ordinary autoencoder), and r(x) - x points "
@@ -31,21 +32,11 @@ def train_denoising(model: Autoencoder, x: jax.Array, *, key: jax.Array, steps: 
     fns, params = autoencoder_split(model)
     optimizer = optax.adam(optax.cosine_decay_schedule(learning_rate, steps, alpha=0.05))
 
-    def loss_fn(p, k):
-        return reconstruction_error(x, fns.apply(p, x, key=k, train=True))
+    def loss_fn(p, xb, k):
+        return reconstruction_error(xb, fns.apply(p, xb, key=k, train=True))
 
-    @jax.jit
-    def train(p, key):
-        def step(carry, k):
-            p, s = carry
-            grads = jax.grad(loss_fn)(p, k)
-            updates, s = optimizer.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), None
-
-        (p, _), _ = jax.lax.scan(step, (p, optimizer.init(p)), jax.random.split(key, steps))
-        return p
-
-    return fns, train(params, key)
+    train = jax.jit(lambda p, xb, k: train_scan(loss_fn, optimizer, p, xb, steps=steps, key=k)[0])
+    return fns, train(params, x, key)
 
 
 @register("denoising-autoencoder", "sec. 14.2.2 / 14.5: a DAE restores clean digits; r(x) - x points to the manifold")

@@ -21,6 +21,7 @@ from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure, loglog_slope
 from jaxdl.experiments._registry import ExperimentResult, register
 from jaxdl.models import DropoutMLP, dropout_split, exact_means, sample_predictions, weight_scaling_predict
+from jaxdl.train import train_scan
 
 CLAIM = ("Deep Learning sec. 7.12: for softmax regression the weight scaling rule equals the renormalised geometric "
          "mean of all 2^d dropout sub-networks exactly; Monte-Carlo averaging over K masks converges to the exact "
@@ -41,22 +42,12 @@ def train_dropout(net, params, x, y, *, key, steps: int, learning_rate: float = 
     """Full-batch Adam on the dropout training loss (a fresh mask per example and step)."""
     optimizer = optax.adam(learning_rate)
 
-    def loss_fn(p, k):
-        logits = net(p, x, key=k, train=True)
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    def loss_fn(p, xb, yb, k):
+        logits = net(p, xb, key=k, train=True)
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, yb))
 
-    @jax.jit
-    def train(p, key):
-        def step(carry, k):
-            p, s = carry
-            grads = jax.grad(loss_fn)(p, k)
-            updates, s = optimizer.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), None
-
-        (p, _), _ = jax.lax.scan(step, (p, optimizer.init(p)), jax.random.split(key, steps))
-        return p
-
-    return train(params, key)
+    train = jax.jit(lambda p, xb, yb, k: train_scan(loss_fn, optimizer, p, xb, yb, steps=steps, key=k)[0])
+    return train(params, x, y, key)
 
 
 def _rescaled(params, include):
