@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from jaxdl.experiments.bptt_rtrl import crossover_length, leaky_step, problem, squared_error
+from jaxdl.output import median_time
 from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
 
 
@@ -34,13 +34,7 @@ def measure(n: int, lengths, repeats: int) -> dict:
             args = problem(jax.random.PRNGKey(0), n, length)
             compiled, temp = compile_with_memory(f, *args)
             row["temp_bytes"][name].append(temp)
-            jax.block_until_ready(compiled(*args))
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                jax.block_until_ready(compiled(*args))
-                times.append(time.perf_counter() - t)
-            row["time_s"][name].append(float(np.median(times)))
+            row["time_s"][name].append(median_time(compiled, *args, repeats=repeats))
     return row
 
 

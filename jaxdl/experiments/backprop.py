@@ -9,7 +9,6 @@ time of one gradient each way.
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure
 from jaxdl.experiments._registry import ExperimentResult, register
 from jaxdl.models import MLP, split
+from jaxdl.output import median_time
 from jaxdl.train import accuracy
 
 CLAIM = ("Deep Learning sec. 6.5 and 8.3: the hand-written backward pass of a ReLU MLP (algorithms 6.3-6.4) equals "
@@ -51,16 +51,6 @@ def gradient_errors(sizes, x, y, *, seed: int, weight_decay: float, dtype) -> di
         errors[name] = float(jnp.max(jnp.abs(g_bp - g_ad)) / jnp.max(jnp.abs(g_ad)))
     errors["loss"] = float(jnp.abs(value_bp - value_ad) / jnp.abs(value_ad))
     return errors
-
-
-def _median_time(fn, *args, repeats: int = 20) -> float:
-    jax.block_until_ready(fn(*args))  # compile first
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 @register("backprop", "sec. 6.5 / 8.3: hand-written backprop equals jax.grad; SGD consumes either gradient identically")
@@ -98,8 +88,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
 
     x, y = data32.x_train, data32.y_train
     repeats = 3 if quick else 30
-    t_bp = _median_time(by_hand, params, x, y, repeats=repeats)
-    t_ad = _median_time(jax.jit(by_ad), params, x, y, repeats=repeats)
+    t_bp = median_time(by_hand, params, x, y, repeats=repeats)
+    t_ad = median_time(jax.jit(by_ad), params, x, y, repeats=repeats)
 
     # SGD must also train: the last epoch's mean loss well below the first's.
     per_epoch = runs["backprop"]["losses"].reshape(epochs, -1).mean(axis=1)

@@ -11,7 +11,6 @@ time per gradient (on small widths per-step overheads hide the asymptotics, so i
 from __future__ import annotations
 
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 from jaxdl.experiments._recurrent import figure
 from jaxdl.experiments._registry import ExperimentResult, register
 from jaxdl.models.rnn import CellParams, elman_step
+from jaxdl.output import median_time
 from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
 
 CLAIM = ("Deep Learning sec. 10.2.2: real-time recurrent learning computes the same gradient as back-propagation "
@@ -70,16 +70,6 @@ def agreement(seeds: int, n: int = 8, length: int = 40) -> dict:
     return out
 
 
-def _median_time(fn, args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def step_flops(compiled) -> float:
     """XLA's floating-point operation count of a compiled gradient. Its cost model counts the body of a loop once,
     so for these ``lax.scan`` gradients this is the cost of one time step plus the small work outside the loop (RTRL's
@@ -105,7 +95,7 @@ def costs(widths, lengths, repeats: int) -> dict:
                 row["temp_bytes"][name].append(temp)
                 row["flops"][name].append(step_flops(compiled))
                 if i == 0:
-                    row["time_s"][name] = _median_time(compiled, args, repeats)
+                    row["time_s"][name] = median_time(compiled, *args, repeats=repeats)
         rows.append(row)
     return rows
 
