@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,24 +23,11 @@ jax.config.update("jax_default_matmul_precision", "highest")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import analysis  # noqa: E402
+from benchmarks.curvature import median_time  # noqa: E402
 from benchmarks.setting_b import problem  # noqa: E402
 from jaxdl.output import environment, to_jsonable  # noqa: E402
 
 LANCZOS_STEPS = 90
-
-
-def timed(fn, repeats: int, inner: int = 5) -> float:
-    """Median over ``repeats`` of the mean seconds of ``inner`` calls, after a warm-up call (JAX outputs are
-    waited for; anything else must be synchronous)."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
 
 
 def compiled_bytes(fn, *args) -> int:
@@ -90,7 +76,7 @@ def torch_ratio(model: str, scale: float, repeats: int) -> dict | None:
         g = torch.autograd.grad(loss_fn(net(x), y), params, create_graph=True)
         return sync(torch.autograd.grad(g, params, grad_outputs=v))
 
-    tg, th = timed(grad, repeats), timed(hvp, repeats)  # each call synchronises the device itself
+    tg, th = median_time(grad, repeats, 5), median_time(hvp, repeats, 5)  # each call synchronises itself
     return {"device": dev, "torch": torch.__version__, "grad_s": tg, "hvp_s": th, "hvp_over_grad": th / tg}
 
 
@@ -100,16 +86,17 @@ def bench_model(model: str, scale: float, repeats: int) -> dict:
     v = jax.tree_util.tree_map(lambda p: jax.random.normal(jax.random.PRNGKey(3), p.shape, p.dtype), params)
     grad = jax.jit(jax.value_and_grad(loss))
     hvp = jax.jit(lambda p, u, a, b: analysis.hvp(loss, p, u, a, b))
-    t_grad = timed(lambda: grad(params, x, y), repeats)
-    t_hvp = timed(lambda: hvp(params, v, x, y), repeats)
+    t_grad = median_time(lambda: grad(params, x, y), repeats, 5)
+    t_hvp = median_time(lambda: hvp(params, v, x, y), repeats, 5)
     mem_grad, mem_hvp = compiled_bytes(grad, params, x, y), compiled_bytes(hvp, params, v, x, y)
 
     t0 = time.perf_counter()
     first = analysis.hessian_eigs(loss, params, x, y, k=1, num_matvecs=LANCZOS_STEPS)
     jax.block_until_ready(first.eigenvalues)
     t_first = time.perf_counter() - t0
-    t_lanczos = timed(lambda: analysis.hessian_eigs(loss, params, x, y, k=1, num_matvecs=LANCZOS_STEPS).eigenvalues,
-                      max(3, repeats // 3), inner=1)
+    t_lanczos = median_time(
+        lambda: analysis.hessian_eigs(loss, params, x, y, k=1, num_matvecs=LANCZOS_STEPS).eigenvalues,
+        max(3, repeats // 3), inner=1)
     products = LANCZOS_STEPS + 1  # the Krylov steps and one residual product
     row = {
         "model": model, "params": n, "batch": int(x.shape[0]),
