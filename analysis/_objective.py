@@ -38,12 +38,23 @@ def block_mask(params: PyTree, block: BlockSpec) -> list[bool]:
     if callable(block):
         mask = [bool(block(p)) for p in paths]
     else:
+        if not isinstance(block, str) and not (isinstance(block, (list, tuple))
+                                               and all(isinstance(b, str) for b in block)):
+            raise TypeError(f"block={block!r} is invalid; expected None, a path prefix such as 'layers/0', a sequence "
+                            "of prefixes or a predicate on the path string.")
         prefixes = [block] if isinstance(block, str) else list(block)
         split = [tuple(p.strip("/").split("/")) for p in prefixes]
         mask = [any(tuple(path.split("/"))[: len(s)] == s for s in split) for path in paths]
     if not any(mask):
         raise ValueError(f"block={block!r} selects no parameter; available leaf paths: {paths}.")
     return mask
+
+
+def check_block(params: PyTree, block: BlockSpec) -> BlockSpec:
+    """Validate ``block`` against ``params`` (see :func:`block_mask`) and return it hashable, as ``jit`` needs a
+    static argument to be (a list of prefixes becomes a tuple; the selection is the same)."""
+    block_mask(params, block)
+    return tuple(block) if isinstance(block, list) else block
 
 
 def layer_blocks(params: PyTree) -> dict[str, tuple[str, ...]]:

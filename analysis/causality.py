@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis._checks import check_finite, check_number, error_summary
+
 
 class CausalStructure(NamedTuple):
     """What the Jacobian says about which inputs each output uses.
@@ -66,7 +68,8 @@ def causal_structure(seq_fn: Callable, xs: jax.Array, *args: Any, atol: float = 
       :class:`CausalStructure`.
 
     Raises:
-      ValueError: ``xs`` not of rank 2 or empty; a negative ``atol``.
+      ValueError / TypeError: ``xs`` not a non-empty floating-point array of rank 2, NaN/inf in ``xs`` or ``args``,
+        a ``seq_fn`` that is not callable or fails on these shapes, a negative or non-finite ``atol``.
 
     Example:
       >>> running_sum = lambda xs: jnp.cumsum(xs, axis=0)
@@ -80,8 +83,17 @@ def causal_structure(seq_fn: Callable, xs: jax.Array, *args: Any, atol: float = 
         raise ValueError(f"xs has shape {shape}; expected rank 2, (time, features).")
     if shape[0] == 0:
         raise ValueError(f"xs has shape {shape}: the sequence is empty; expected at least one time step.")
-    if not atol >= 0:
-        raise ValueError(f"atol={atol!r} is invalid; expected a tolerance >= 0.")
+    if not jnp.issubdtype(jnp.result_type(xs), jnp.floating):
+        raise TypeError(f"xs has dtype {jnp.result_type(xs)}; expected a floating-point dtype (the Jacobian is taken "
+                        "with respect to it).")
+    atol = check_number(atol, "atol", minimum=0)
+    if not callable(seq_fn):
+        raise TypeError(f"seq_fn must be callable as seq_fn(xs, *args), got {type(seq_fn).__name__}.")
+    check_finite({}, (), extra={"xs": xs, "args": args})
+    try:
+        jax.eval_shape(seq_fn, xs, *args)
+    except Exception as err:  # what the user's map raised on these shapes; the original stays chained
+        raise ValueError(f"seq_fn(xs, *args) failed for xs of shape {shape}: {error_summary(err)}") from err
     influence = np.asarray(_block_norms(seq_fn, xs, tuple(args)))
     t_out, t_in = influence.shape
     aligned = t_out == t_in

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis._checks import check_number
+
 
 class ConditionInfo(NamedTuple):
     """Summary of a symmetric spectrum.
@@ -52,7 +54,8 @@ def condition_number(
       :class:`ConditionInfo` of plain Python numbers.
 
     Raises:
-      ValueError: empty or non-finite eigenvalues, a negative tolerance, or no eigenvalue above the tolerance.
+      ValueError / TypeError: empty, non-1-D, non-real or non-finite eigenvalues, a negative or non-finite
+        tolerance, or no eigenvalue above the tolerance.
 
     Example:
       >>> condition_number(jnp.array([-1.0, 0.0, 2.0, 4.0])).condition_number
@@ -61,20 +64,20 @@ def condition_number(
     lam = np.asarray(eigenvalues)
     if lam.ndim != 1 or lam.size == 0:
         raise ValueError(f"eigenvalues must be a non-empty 1-D array; got shape {lam.shape}.")
+    if not (np.issubdtype(lam.dtype, np.floating) or np.issubdtype(lam.dtype, np.integer)):
+        raise TypeError(f"eigenvalues have dtype {lam.dtype}; expected real numbers (a symmetric spectrum).")
     if not np.all(np.isfinite(lam)):
         raise ValueError(f"eigenvalues contain {int(np.sum(~np.isfinite(lam)))} NaN/inf value(s).")
     absl = np.abs(lam)
     max_abs = float(absl.max())
+    if rtol is not None:
+        rtol = check_number(rtol, "rtol", minimum=0)
     if atol is not None:
-        if atol < 0:
-            raise ValueError(f"atol={atol} is invalid; expected >= 0.")
-        tol = float(atol)
+        tol = check_number(atol, "atol", minimum=0)
     else:
         if rtol is None:
-            rtol = lam.size * float(jnp.finfo(lam.dtype).eps)
-        if rtol < 0:
-            raise ValueError(f"rtol={rtol} is invalid; expected >= 0.")
-        tol = float(rtol) * max_abs
+            rtol = lam.size * float(jnp.finfo(lam.dtype if np.issubdtype(lam.dtype, np.floating) else float).eps)
+        tol = rtol * max_abs
     nonnull = absl[absl > tol]
     if nonnull.size == 0:
         raise ValueError(f"every eigenvalue is within the null tolerance {tol:.3g}; the condition number is undefined.")

@@ -25,8 +25,9 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from analysis._checks import check_choice, check_inputs, check_positive_int
-from analysis._objective import BlockSpec
+from analysis._checks import (check_choice, check_finite, check_inputs, check_key, check_number, check_params,
+                              check_positive_int)
+from analysis._objective import BlockSpec, check_block
 from analysis.condition import condition_number
 from analysis.hessian import dense_hessian, hessian_spectrum, num_params
 from analysis.lanczos import hessian_eigs
@@ -128,23 +129,32 @@ def _find(loss_fn, params, batch, method, steps, setting, gtol, batched):
     return jax.vmap(one)(params) if batched else one(params)
 
 
+def _positive(value: Any, name: str, what: str) -> float:
+    """A positive finite Python or numpy number (bool refused), named with its value otherwise."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not np.isfinite(value) or value <= 0):
+        raise ValueError(f"{name}={value!r} is invalid; expected {what}.")
+    return value
+
+
+def _gtol(gtol: Optional[float], params: PyTree) -> float:
+    """The gradient-norm tolerance of a critical point: given (positive, finite) or ``10 sqrt(eps)`` of the dtype."""
+    if gtol is None:
+        return 10.0 * float(np.sqrt(jnp.finfo(jnp.result_type(*jax.tree_util.tree_leaves(params))).eps))
+    return float(_positive(gtol, "gtol", "a positive finite gradient-norm tolerance"))
+
+
 def _validate(loss_fn, params, batch, method, steps, learning_rate, damping, gtol):
     """Boundary checks of both finders (``params`` is one start); returns ``(method, steps, setting, gtol)``."""
     check_inputs(loss_fn, params, batch, microbatched=False)
     method = check_choice(method, "method", METHODS)
     steps = check_positive_int(steps, "steps")
     for name, value in (("learning_rate", learning_rate), ("damping", damping)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
-            raise ValueError(f"{name}={value!r} is invalid; expected a positive finite number.")
+        _positive(value, name, "a positive finite number")
     if method == "levenberg_marquardt" and num_params(params) > MAX_DENSE_PARAMS:
         raise ValueError(f"{num_params(params)} parameters are too many for method='levenberg_marquardt' (dense "
                          f"Hessian, at most {MAX_DENSE_PARAMS}); use method='adam'.")
-    dtype = jnp.result_type(*jax.tree_util.tree_leaves(params))
-    if gtol is None:
-        gtol = 10.0 * float(np.sqrt(jnp.finfo(dtype).eps))
-    elif isinstance(gtol, bool) or not isinstance(gtol, (int, float)) or not gtol > 0:
-        raise ValueError(f"gtol={gtol!r} is invalid; expected a positive gradient-norm tolerance.")
-    return method, steps, (damping if method == "levenberg_marquardt" else learning_rate), float(gtol)
+    return method, steps, (damping if method == "levenberg_marquardt" else learning_rate), _gtol(gtol, params)
 
 
 def find_critical_point(
@@ -214,6 +224,8 @@ def find_critical_points(
     counts = {jnp.shape(x)[0] for x in leaves}
     if len(counts) != 1 or 0 in counts:
         raise ValueError(f"starts' leaves disagree on the number of starts or have none: {sorted(counts)}.")
+    check_params(starts)
+    check_finite({}, (), extra={"starts": starts})  # every start, not only the first that _validate sees
     first = jax.tree_util.tree_map(lambda x: x[0], starts)
     method, steps, setting, gtol = _validate(loss_fn, first, batch, method, steps, learning_rate, damping, gtol)
     return _find(loss_fn, starts, batch, method, steps, setting, gtol, True)
@@ -255,13 +267,19 @@ def _value_and_grad_norm(loss_fn, params, batch):
     return loss, optax.tree.norm(g)
 
 
+def _null_tolerances(rtol: Optional[float], atol: Optional[float]) -> tuple[Optional[float], Optional[float]]:
+    """The eigenvalue null tolerances: ``rtol`` in ``[0, 1)``, ``atol >= 0``, both finite (or None)."""
+    if rtol is not None:
+        rtol = check_number(rtol, "rtol", minimum=0, maximum=1, include_maximum=False)
+    if atol is not None:
+        atol = check_number(atol, "atol", minimum=0)
+    return rtol, atol
+
+
 def _inertia(lam: np.ndarray, rtol: Optional[float], atol: Optional[float]) -> tuple[int, int, int, float]:
-    if rtol is not None and not 0 <= rtol < 1:
-        raise ValueError(f"rtol={rtol} is invalid; expected a relative null tolerance in [0, 1).")
+    rtol, atol = _null_tolerances(rtol, atol)
     absmax = float(np.max(np.abs(lam)))
     if absmax == 0.0 or (atol is not None and atol >= absmax):
-        if atol is not None and atol < 0:
-            raise ValueError(f"atol={atol} is invalid; expected >= 0.")
         return 0, lam.size, 0, float(atol or 0.0)
     info = condition_number(lam, rtol=rtol, atol=atol)
     return info.num_negative, info.num_near_zero, info.num_positive, info.null_tolerance
@@ -290,15 +308,18 @@ def classify_critical_point(
     Returns:
       :class:`CriticalPointInfo`.
 
+    Raises:
+      ValueError / TypeError: a non-positive or non-finite ``gtol``, ``rtol`` outside ``[0, 1)``, a negative
+        ``atol``, a ``block`` that selects nothing, invalid inputs (see :func:`analysis.hvp`).
+
     Example:
       >>> classify_critical_point(lambda p: p[0] ** 2 - p[1] ** 2 + p[2] ** 2, jnp.zeros(3)).kind
       'saddle'
     """
     check_inputs(loss_fn, params, batch, microbatched=False)
-    if gtol is None:
-        gtol = 10.0 * float(np.sqrt(jnp.finfo(jnp.result_type(*jax.tree_util.tree_leaves(params))).eps))
-    elif not gtol > 0:
-        raise ValueError(f"gtol={gtol!r} is invalid; expected a positive gradient-norm tolerance.")
+    gtol = _gtol(gtol, params)
+    block = check_block(params, block)
+    rtol, atol = _null_tolerances(rtol, atol)  # refused before the Hessian is computed
     lam = np.asarray(hessian_spectrum(loss_fn, params, *batch, block=block))
     if not np.all(np.isfinite(lam)):
         raise ValueError(f"the Hessian has {int(np.sum(~np.isfinite(lam)))} NaN/inf eigenvalue(s) at params.")
@@ -329,6 +350,8 @@ def hessian_index(
       0.5
     """
     check_inputs(loss_fn, params, batch, microbatched=False)
+    block = check_block(params, block)
+    rtol, atol = _null_tolerances(rtol, atol)
     lam = np.asarray(hessian_spectrum(loss_fn, params, *batch, block=block))
     if not np.all(np.isfinite(lam)):
         raise ValueError(f"the Hessian has {int(np.sum(~np.isfinite(lam)))} NaN/inf eigenvalue(s) at params.")
@@ -391,6 +414,10 @@ def hessian_direction(
     Returns:
       :class:`EigenDirection`.
 
+    Raises:
+      ValueError / TypeError: an unknown ``which`` or ``method``, a bad ``key`` or ``num_matvecs``, a ``block`` that
+        selects nothing, too many parameters for ``method="dense"``, invalid inputs (see :func:`analysis.hvp`).
+
     Example:
       >>> d = hessian_direction(lambda p: p[0] ** 2 - 3 * p[1] ** 2, jnp.zeros(2), which="smallest", method="dense")
       >>> float(d.eigenvalue), d.direction
@@ -404,11 +431,16 @@ def hessian_direction(
         value, residual = eigs.eigenvalues[0], eigs.residuals[0]
         vector = jax.tree_util.tree_map(lambda leaf: leaf[0], eigs.eigenvectors)
     else:
+        check_inputs(loss_fn, params, batch, microbatched=False)
+        block = check_block(params, block)
+        if key is not None:
+            check_key(key)  # unused by the dense method, but a bad key is still a mistake worth naming
+        if num_matvecs is not None:
+            check_positive_int(num_matvecs, "num_matvecs")
         n = num_params(params, block)
         if n > MAX_DENSE_PARAMS:
             raise ValueError(f"{n} parameters are too many for method='dense' (at most {MAX_DENSE_PARAMS}); use "
                              "method='lanczos'.")
-        check_inputs(loss_fn, params, batch, microbatched=False)
         value, flat, residual = _dense_direction(loss_fn, params, batch, which, block)
         vector = _unravel_block(params, block, flat)
     return EigenDirection(value, _orient(loss_fn, params, vector, batch), residual)

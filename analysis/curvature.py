@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from analysis._checks import check_inputs
-from analysis._objective import BlockSpec, make_objective
+from analysis._objective import BlockSpec, check_block, make_objective
 
 PyTree = Any
 
@@ -77,10 +77,14 @@ def gradient_curvature(
     Returns:
       :class:`GradientCurvature`; ``.predicted_change(eps)`` gives eq. 8.10.
 
+    Raises:
+      ValueError / TypeError: a ``block`` that selects nothing, invalid inputs (see :func:`analysis.hvp`).
+
     Example:
       >>> gc = gradient_curvature(lambda w: 0.5 * jnp.sum(jnp.array([1.0, 3.0]) * w**2), jnp.ones(2))
       >>> float(gc.gTg), float(gc.gTHg)
       (10.0, 28.0)
     """
     check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    block = check_block(params, block)
     return GradientCurvature(*_gradient_curvature(loss_fn, params, batch, microbatched, block))

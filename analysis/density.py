@@ -14,8 +14,8 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from analysis._checks import check_inputs, check_positive_int
-from analysis._objective import BlockSpec, make_objective
+from analysis._checks import check_finite, check_inputs, check_key, check_number, check_positive_int
+from analysis._objective import BlockSpec, check_block, make_objective
 from analysis.hessian import num_params
 from analysis.lanczos import lanczos_ritz
 
@@ -31,11 +31,10 @@ class SpectralDensity(NamedTuple):
     def density(self, grid: jax.Array, sigma: float) -> jax.Array:
         """Gaussian-broadened density ``phi(t) = mean_probes sum_j w_j N(t; node_j, sigma^2)`` on ``grid``.
 
-        Integrates to 1 over the real line. ``sigma`` must be positive.
+        Integrates to 1 over the real line. ``grid`` must be a finite 1-D array, ``sigma`` a positive finite width.
         """
-        if not sigma > 0:
-            raise ValueError(f"sigma={sigma} is invalid; expected a positive broadening width.")
-        grid = jnp.asarray(grid)
+        check_number(sigma, "sigma", positive=True)
+        grid = _check_points(grid, "grid")
         z = (grid[:, None, None] - self.nodes[None]) / sigma
         kernel = jnp.exp(-0.5 * z**2) / (sigma * jnp.sqrt(2 * jnp.pi))
         return jnp.sum(kernel * self.weights[None], axis=(1, 2)) / self.nodes.shape[0]
@@ -52,12 +51,33 @@ class SpectralDensity(NamedTuple):
         ``W1 = integral |F_slq(t) - F_exact(t)| dt`` computed exactly between the two step CDFs.
         """
         nodes, weights = self.measure()
-        eigs = jnp.sort(jnp.asarray(eigenvalues, dtype=nodes.dtype))
+        eigs = jnp.sort(_check_points(eigenvalues, "eigenvalues").astype(nodes.dtype))
         return wasserstein1_discrete(nodes, weights, eigs, jnp.full(eigs.shape, 1.0 / eigs.shape[0], nodes.dtype))
 
 
+def _check_points(values: Any, name: str) -> jax.Array:
+    """A non-empty, finite 1-D array of real numbers (points on the line)."""
+    arr = jnp.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] == 0:
+        raise ValueError(f"{name} has shape {arr.shape}; expected a non-empty 1-D array.")
+    if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
+        raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers.")
+    check_finite({}, (), extra={name: arr})
+    return arr
+
+
 def wasserstein1_discrete(x: jax.Array, wx: jax.Array, y: jax.Array, wy: jax.Array) -> jax.Array:
-    """W1 between discrete measures on the line (``x``, ``y`` sorted; weights each summing to 1)."""
+    """W1 between discrete measures on the line (``x``, ``y`` sorted; weights each summing to 1).
+
+    Raises:
+      ValueError / TypeError: points or weights that are not finite 1-D arrays of real numbers, or weights whose
+        length differs from their points'.
+    """
+    x, wx, y, wy = (_check_points(a, name) for a, name in ((x, "x"), (wx, "wx"), (y, "y"), (wy, "wy")))
+    for points, weights, pname, wname in ((x, wx, "x", "wx"), (y, wy, "y", "wy")):
+        if weights.shape != points.shape:
+            raise ValueError(f"{wname} has shape {weights.shape}; expected {points.shape}, one weight per point of "
+                             f"{pname}.")
     points = jnp.sort(jnp.concatenate([x, y]))
     cdf_x = jnp.concatenate([jnp.zeros(1, wx.dtype), jnp.cumsum(wx)])[jnp.searchsorted(x, points, side="right")]
     cdf_y = jnp.concatenate([jnp.zeros(1, wy.dtype), jnp.cumsum(wy)])[jnp.searchsorted(y, points, side="right")]
@@ -101,6 +121,10 @@ def spectral_density(
       :class:`SpectralDensity`; ``.density(grid, sigma)`` evaluates a smoothed density and
       ``.wasserstein1(exact_eigenvalues)`` measures the distance to an exact spectrum.
 
+    Raises:
+      ValueError / TypeError: ``num_matvecs`` or ``num_probes`` below 1, ``num_matvecs > n``, a ``block`` that
+        selects nothing, a ``key`` that is not one PRNG key, invalid inputs (see :func:`analysis.hvp`).
+
     Example:
       >>> sd = spectral_density(lambda w: 0.5 * jnp.sum(jnp.arange(4.0) * w**2), jnp.ones(4), num_matvecs=4)
       >>> sd.nodes.shape
@@ -109,9 +133,10 @@ def spectral_density(
     check_inputs(loss_fn, params, batch, microbatched=microbatched)
     num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
     num_probes = check_positive_int(num_probes, "num_probes")
+    block = check_block(params, block)
     n = num_params(params, block)
     if num_matvecs > n:
         raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     nodes, weights = _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, microbatched, block)
     return SpectralDensity(nodes, weights)

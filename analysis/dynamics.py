@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import jax
 import jax.numpy as jnp
 
-from analysis._checks import check_choice, check_positive_int
+from analysis._checks import check_choice, check_finite, check_key, check_number, check_positive_int, error_summary
 
 PyTree = Any
 METHODS = ("auto", "dense", "arnoldi")
@@ -32,6 +32,40 @@ def _check_sequence(xs: jax.Array, name: str = "xs") -> None:
 def _check_state(h0: jax.Array, name: str = "h0") -> None:
     if jnp.ndim(h0) != 1 or jnp.shape(h0)[0] == 0:
         raise ValueError(f"{name} has shape {jnp.shape(h0)}; expected a non-empty state vector (n,).")
+    if not jnp.issubdtype(jnp.result_type(h0), jnp.floating):
+        raise TypeError(f"{name} has dtype {jnp.result_type(h0)}; expected a floating-point state (Jacobians are "
+                        "taken with respect to it).")
+
+
+def _check_matrices(a: Any, name: str, *, ndim: Optional[int] = 2) -> jax.Array:
+    """A non-empty, finite square matrix (``ndim=2``), stack ``(T, n, n)`` (3) or ``(..., n, n)`` (None) of real
+    or complex numbers."""
+    a = jnp.asarray(a)
+    if (a.ndim < 2 or (ndim is not None and a.ndim != ndim) or a.shape[-1] != a.shape[-2] or 0 in a.shape):
+        expected = {2: "square matrix (n, n)", 3: "stack (T, n, n) of square matrices"}.get(
+            ndim, "stack (..., n, n) of square matrices")
+        raise ValueError(f"{name} has shape {a.shape}; expected a non-empty {expected}.")
+    if not (jnp.issubdtype(a.dtype, jnp.inexact) or jnp.issubdtype(a.dtype, jnp.integer)):
+        raise TypeError(f"{name} has dtype {a.dtype}; expected real or complex numbers.")
+    check_finite({}, (), extra={name: a})
+    return a
+
+
+def _check_step(step_fn: Callable, params: PyTree, states: dict, xs: jax.Array) -> None:
+    """``step_fn(params, h, x)`` maps a state to one of the same shape and dtype; no NaN/inf in any input."""
+    if not callable(step_fn):
+        raise TypeError(f"step_fn must be callable as step_fn(params, h, x), got {type(step_fn).__name__}.")
+    check_finite({}, (), extra={"params": params, **states, "xs": xs})
+    name, h = next(iter(states.items()))
+    try:
+        out = jax.eval_shape(step_fn, params, h, xs[0])
+    except Exception as err:  # what the user's step raised on these shapes; the original stays chained
+        raise ValueError(f"step_fn(params, h, x) failed for {name} of shape {jnp.shape(h)} and one input x of shape "
+                         f"{jnp.shape(xs)[1:]} (xs has shape {jnp.shape(xs)}): {error_summary(err)}") from err
+    if getattr(out, "shape", None) != jnp.shape(h) or getattr(out, "dtype", None) != jnp.result_type(h):
+        raise ValueError(f"step_fn(params, h, x) must return the next state with the shape and dtype of {name}, "
+                         f"{jnp.shape(h)} {jnp.result_type(h)}; it returned "
+                         f"{getattr(out, 'shape', type(out).__name__)} {getattr(out, 'dtype', '')}.")
 
 
 @functools.partial(jax.jit, static_argnames="step_fn")
@@ -58,7 +92,8 @@ def state_jacobians(step_fn: Callable, params: PyTree, h0: jax.Array, xs: jax.Ar
       ``(states (T, n), jacobians (T, n, n))`` with ``jacobians[t-1] = dh_t / dh_{t-1}`` (forward mode, ``n`` JVPs).
 
     Raises:
-      ValueError: ``xs`` not of rank 2 or empty, ``h0`` not a vector.
+      ValueError / TypeError: ``xs`` not of rank 2 or empty, ``h0`` not a floating-point vector, NaN/inf in
+        ``params``, ``h0`` or ``xs``, a ``step_fn`` that fails on these shapes or does not return a state like ``h0``.
 
     Example:
       >>> step = lambda W, h, x: W @ h + x
@@ -68,6 +103,7 @@ def state_jacobians(step_fn: Callable, params: PyTree, h0: jax.Array, xs: jax.Ar
     """
     _check_sequence(xs)
     _check_state(h0)
+    _check_step(step_fn, params, {"h0": h0}, xs)
     return _state_jacobians(step_fn, params, h0, xs)
 
 
@@ -185,24 +221,37 @@ def spectral_radius(
       :class:`SpectralRadius`.
 
     Raises:
-      ValueError: a non-square array, a matvec without ``size``, bad sizes or an unknown method.
+      ValueError / TypeError: a non-square or non-finite array, a matvec without ``size`` or that does not map
+        ``(n,)`` vectors to ``(n,)`` vectors, NaN/inf in ``args``, bad sizes, a non-positive ``tol``, a ``key`` that
+        is not one PRNG key, or an unknown method.
 
     Example:
       >>> float(spectral_radius(jnp.array([[0.0, -2.0], [2.0, 0.0]])).value)
       2.0
     """
     method = check_choice(method, "method", METHODS)
+    # Checked even where the dense method leaves them unused: a bad setting is a mistake worth naming at once.
+    key = None if key is None else check_key(key)
+    if tol is not None:
+        check_number(tol, "tol", positive=True)
     if callable(a):
         if size is None:
             raise ValueError("a matvec needs size=n, the dimension of the vectors it acts on.")
         if method == "dense":
             raise ValueError("method='dense' needs the matrix itself; pass an (n, n) array.")
         n, matvec = check_positive_int(size, "size"), a
-        dtype = jax.eval_shape(lambda v: a(v, *args), jax.ShapeDtypeStruct((n,), jnp.float32)).dtype
+        check_finite({}, (), extra={"args": args})
+        try:
+            out = jax.eval_shape(lambda v: a(v, *args), jax.ShapeDtypeStruct((n,), jnp.float32))
+        except Exception as err:  # the user's matvec on a vector of the stated size; the original stays chained
+            raise ValueError(f"the matvec a(v, *args) failed for v of shape ({n},) (size={n}): "
+                             f"{error_summary(err)}") from err
+        if getattr(out, "shape", None) != (n,):
+            raise ValueError(f"the matvec a(v, *args) must return a vector of shape ({n},) (size={n}); it returned "
+                             f"{getattr(out, 'shape', type(out).__name__)}.")
+        dtype = out.dtype
     else:
-        a = jnp.asarray(a)
-        if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
-            raise ValueError(f"a has shape {a.shape}; expected a non-empty square matrix (n, n).")
+        a = _check_matrices(a, "a")
         n, dtype = a.shape[0], a.dtype
         if method == "dense" or (method == "auto" and n <= DENSE_LIMIT):
             ev = jnp.linalg.eigvals(a)
@@ -227,8 +276,13 @@ def spectral_radius(
 
 
 def singular_values(jacobians: jax.Array) -> jax.Array:
-    """Singular values, descending, of each matrix in a ``(..., n, n)`` stack (e.g. the ``J_t``)."""
-    return jnp.linalg.svd(jacobians, compute_uv=False)
+    """Singular values, descending, of each matrix in a ``(..., n, n)`` stack (e.g. the ``J_t``).
+
+    Raises:
+      ValueError / TypeError: not a non-empty stack of square matrices of real or complex numbers, or NaN/inf in it.
+    """
+    return jnp.linalg.svd(_check_matrices(jacobians, "jacobians", ndim=None),
+                          compute_uv=False)
 
 
 class JacobianProducts(NamedTuple):
@@ -276,15 +330,16 @@ def jacobian_products(jacobians: jax.Array) -> JacobianProducts:
       :class:`JacobianProducts` with ``distance = 1..T``.
 
     Raises:
-      ValueError: ``jacobians`` not a non-empty ``(T, n, n)`` stack.
+      ValueError / TypeError: ``jacobians`` not a non-empty ``(T, n, n)`` stack of real numbers, or NaN/inf in it.
 
     Example:
       >>> jacobian_products(jnp.stack([0.5 * jnp.eye(2)] * 3)).spectral_norm
       Array([0.5  , 0.25 , 0.125], dtype=float32)
     """
-    shape = jnp.shape(jacobians)
-    if len(shape) != 3 or shape[1] != shape[2] or shape[0] == 0:
-        raise ValueError(f"jacobians has shape {shape}; expected a non-empty stack (T, n, n).")
+    jacobians = _check_matrices(jacobians, "jacobians", ndim=3)
+    if not jnp.issubdtype(jacobians.dtype, jnp.floating):
+        raise TypeError(f"jacobians has dtype {jacobians.dtype}; expected a floating-point dtype.")
+    shape = jacobians.shape
     top, bottom, fro, log_top = _products(jacobians)
     return JacobianProducts(jnp.arange(1, shape[0] + 1), top, bottom, fro, log_top)
 
@@ -305,12 +360,20 @@ def trajectory_distance(step_fn: Callable, params: PyTree, h_a: jax.Array, h_b: 
 
     With ``h_b = h_a + delta`` this is the response to a perturbation; with two unrelated states it is the
     empirical washout test of the echo state property (the distance must fade for the network to forget its start).
+
+    Raises:
+      ValueError / TypeError: as :func:`state_jacobians`, for each of ``h_a`` and ``h_b``, or their shapes or
+        dtypes differ.
     """
     _check_sequence(xs)
     _check_state(h_a, "h_a")
     _check_state(h_b, "h_b")
     if jnp.shape(h_a) != jnp.shape(h_b):
         raise ValueError(f"h_a has shape {jnp.shape(h_a)} but h_b has {jnp.shape(h_b)}; expected equal shapes.")
+    if jnp.result_type(h_a) != jnp.result_type(h_b):
+        raise TypeError(f"h_a has dtype {jnp.result_type(h_a)} but h_b has {jnp.result_type(h_b)}; expected equal "
+                        "dtypes.")
+    _check_step(step_fn, params, {"h_a": h_a, "h_b": h_b}, xs)
     return _distances(step_fn, params, h_a, h_b, xs)
 
 
@@ -329,12 +392,9 @@ def contraction_bound(w: jax.Array, leak: float = 1.0) -> ContractionBound:
     every step contracts the distance between two states by at least this factor, so initial conditions wash out.
 
     Raises:
-      ValueError: a non-square ``w`` or a leak outside (0, 1].
+      ValueError / TypeError: a non-square or non-finite ``w``, or a leak outside (0, 1].
     """
-    w = jnp.asarray(w)
-    if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
-        raise ValueError(f"w has shape {w.shape}; expected a non-empty square matrix (n, n).")
-    if not (isinstance(leak, (int, float)) and 0.0 < leak <= 1.0):
-        raise ValueError(f"leak={leak!r} is invalid; expected a leak rate in (0, 1].")
+    w = _check_matrices(w, "w")
+    leak = check_number(leak, "leak", positive=True, maximum=1.0)
     s = jnp.linalg.svd(w, compute_uv=False)[0]
     return ContractionBound(s, (1.0 - leak) + leak * s)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from analysis._checks import check_inputs, check_like, check_positive_int
-from analysis._objective import BlockSpec, block_mask, make_objective
+from analysis._objective import BlockSpec, block_mask, check_block, make_objective
 
 PyTree = Any
 
@@ -39,7 +39,7 @@ def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched:
     Args:
       loss_fn: ``loss_fn(params, *batch) -> scalar``.
       params: any pytree of floating-point arrays.
-      v: a pytree with the structure and shapes of ``params``.
+      v: a pytree with the structure, shapes and dtypes of ``params``, finite.
       *batch: data arrays, passed to ``loss_fn`` after ``params``.
       microbatched: every batch array has a leading microbatch axis; the product is averaged over it.
 
@@ -47,15 +47,16 @@ def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched:
       ``H v`` with the structure of ``params``.
 
     Raises:
-      ValueError / TypeError: for a mismatched ``v``, non-finite inputs, an empty batch or a non-scalar loss.
+      ValueError / TypeError: for a mismatched ``v``, NaN/inf in ``params``, ``v`` or the data, an empty batch, a
+        loss that fails on the batch's shapes or does not return a scalar.
 
     Example:
       >>> loss = lambda p, x: jnp.sum(p["w"] ** 2 * x)
       >>> hvp(loss, {"w": jnp.ones(3)}, {"w": jnp.ones(3)}, jnp.arange(3.0))["w"]
       Array([0., 2., 4.], dtype=float32)
     """
-    check_inputs(loss_fn, params, batch, microbatched=microbatched)
-    check_like(v, params)
+    check_like(v, params, same_dtype=True)
+    check_inputs(loss_fn, params, batch, microbatched=microbatched, extra={"v": v})
     return _hvp_tree(loss_fn, params, v, batch, microbatched)
 
 
@@ -99,6 +100,7 @@ def dense_hessian(
              [ 0., 12.]], dtype=float32)
     """
     check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    block = check_block(params, block)
     block_size = check_positive_int(block_size, "block_size")
     return _dense_hessian(loss_fn, params, batch, microbatched, block, block_size)
 

@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import matfree.decomp
 
-from analysis._checks import check_choice, check_inputs, check_positive_int
-from analysis._objective import BlockSpec, make_objective
+from analysis._checks import check_bool, check_choice, check_inputs, check_key, check_positive_int
+from analysis._objective import BlockSpec, check_block, make_objective
 from analysis.hessian import num_params
 
 PyTree = Any
@@ -106,7 +106,9 @@ def hessian_eigs(
       :class:`HessianEigs` sorted ascending.
 
     Raises:
-      ValueError: ``k <= 0``, ``k`` pairs more than parameters, ``num_matvecs < k`` or ``> n``, unknown ``which``.
+      ValueError / TypeError: ``k <= 0``, ``k`` pairs more than parameters, ``num_matvecs < k`` or ``> n``, unknown
+        ``which``, a ``block`` that selects nothing, a ``key`` that is not one PRNG key, invalid inputs (see
+        :func:`analysis.hvp`).
 
     Example:
       >>> loss = lambda w, x: 0.5 * jnp.sum(x * w**2)
@@ -116,6 +118,8 @@ def hessian_eigs(
     check_inputs(loss_fn, params, batch, microbatched=microbatched)
     which = check_choice(which, "which", WHICH)
     k = check_positive_int(k, "k")
+    return_vectors = check_bool(return_vectors, "return_vectors")
+    block = check_block(params, block)
     n = num_params(params, block)
     pairs = 2 * k if which == "both" else k
     if pairs > n:
@@ -127,7 +131,7 @@ def hessian_eigs(
         raise ValueError(f"num_matvecs={num_matvecs} is smaller than the {pairs} eigenpairs requested.")
     if num_matvecs > n:
         raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     values, residuals, vectors = _hessian_eigs(
         loss_fn, params, batch, key, k, which, num_matvecs, return_vectors, microbatched, block
     )

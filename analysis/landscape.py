@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from analysis._checks import check_inputs, check_like, check_positive_int
+from analysis._checks import (check_bool, check_finite, check_inputs, check_key, check_like, check_params,
+                              check_positive_int)
 
 PyTree = Any
 # Grid points per vmapped chunk: a 41 x 41 grid on 1,797 digits then holds ~35 MB of activations, not ~2 GB.
@@ -198,6 +199,10 @@ def filter_normalize(direction: PyTree, params: PyTree, *, ignore_vectors: bool 
     Returns:
       The normalised direction, shaped like ``params``.
 
+    Raises:
+      ValueError / TypeError: ``direction`` not shaped like ``params``, non-floating parameters, NaN/inf in either,
+        a non-bool ``ignore_vectors``.
+
     Example:
       >>> p = {"kernel": jnp.array([[3.0, 0.0], [4.0, 1.0]]), "bias": jnp.ones(2)}
       >>> d = filter_normalize({"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}, p)
@@ -206,7 +211,9 @@ def filter_normalize(direction: PyTree, params: PyTree, *, ignore_vectors: bool 
              [3.535534  , 0.70710677]], dtype=float32), Array([0., 0.], dtype=float32))
     """
     check_like(direction, params, "direction")
-    return _filter_normalize(direction, params, bool(ignore_vectors))
+    check_params(params)
+    check_finite(params, (), extra={"direction": direction})
+    return _filter_normalize(direction, params, check_bool(ignore_vectors, "ignore_vectors"))
 
 
 @functools.partial(jax.jit, static_argnames=("ignore_vectors",))
@@ -242,14 +249,19 @@ def filter_normalized_direction(key: jax.Array, params: PyTree, *, ignore_vector
     Returns:
       A direction shaped like ``params``.
 
+    Raises:
+      ValueError / TypeError: a ``key`` that is not one PRNG key, empty or non-floating parameters, NaN/inf in
+        them, a non-bool ``ignore_vectors``.
+
     Example:
       >>> d = filter_normalized_direction(jax.random.PRNGKey(0), {"kernel": jnp.ones((3, 2))})
       >>> jnp.linalg.norm(d["kernel"], axis=0)
       Array([1.7320507, 1.7320508], dtype=float32)
     """
-    if not jax.tree_util.tree_leaves(params):
-        raise ValueError("params is an empty pytree; expected at least one floating-point array.")
-    return _random_direction(key, params, bool(ignore_vectors))
+    key = check_key(key)
+    check_params(params)
+    check_finite(params, ())
+    return _random_direction(key, params, check_bool(ignore_vectors, "ignore_vectors"))
 
 
 @functools.partial(jax.jit, static_argnames=("ignore_vectors",))
@@ -274,11 +286,15 @@ def second_difference(alphas: Any, values: Any) -> np.ndarray:
       ``(m - 2,)`` curvature estimates at ``alphas[1:-1]`` (float64 numpy).
 
     Raises:
-      ValueError: fewer than 3 points, mismatched lengths, or an uneven grid.
+      ValueError: fewer than 3 points, mismatched lengths, NaN/inf in either, or an uneven grid.
     """
     a, f = np.asarray(alphas, np.float64), np.asarray(values, np.float64)
     if a.ndim != 1 or a.shape != f.shape or a.size < 3:
         raise ValueError(f"alphas and values must be 1-D of equal length >= 3; got {a.shape} and {f.shape}.")
+    for name, arr in (("alphas", a), ("values", f)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains {int(np.sum(~np.isfinite(arr)))} NaN/inf value(s); expected finite "
+                             "values.")
     h = np.diff(a)
     if not np.allclose(h, h[0], rtol=1e-6, atol=0):
         raise ValueError("alphas must be evenly spaced for central second differences.")

@@ -27,6 +27,8 @@ import matfree.decomp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from analysis._checks import check_bool, check_finite, check_inputs, check_key, check_number, check_params
+
 PyTree = Any
 
 
@@ -72,8 +74,9 @@ class CurvatureMonitor:
     def __post_init__(self):
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every <= 0:
             raise ValueError(f"every={self.every!r} is invalid; expected a positive integer (1 = every step).")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate={self.learning_rate!r} is invalid; expected a positive step size.")
+        learning_rate = check_number(self.learning_rate, "learning_rate", positive=True)
+        if not isinstance(self.learning_rate, (int, float)):  # a 0-d array: stored as a float to stay hashable
+            object.__setattr__(self, "learning_rate", learning_rate)
         if isinstance(self.lanczos_steps, bool) or not isinstance(self.lanczos_steps, int) or self.lanczos_steps < 0:
             raise ValueError(f"lanczos_steps={self.lanczos_steps!r} is invalid; expected an integer >= 0.")
         e = self.eigen_every
@@ -91,11 +94,18 @@ class CurvatureMonitor:
         return bool(self.lanczos_steps) and step % (self.eigen_every or self.every) == 0
 
     def init(self, params: PyTree, key: jax.Array | None = None) -> MonitorState:
-        """Random unit start vector for the first Lanczos run."""
+        """Random unit start vector for the first Lanczos run.
+
+        Raises:
+          ValueError / TypeError: empty, non-floating or non-finite parameters, fewer parameters than
+            ``lanczos_steps``, a ``key`` that is not one PRNG key.
+        """
+        check_params(params)
+        check_finite(params, ())
         flat, _ = ravel_pytree(params)
         if self.lanczos_steps > flat.shape[0]:
             raise ValueError(f"lanczos_steps={self.lanczos_steps} exceeds the number of parameters {flat.shape[0]}.")
-        key = jax.random.PRNGKey(0) if key is None else key
+        key = jax.random.PRNGKey(0) if key is None else check_key(key)
         v = jax.random.normal(key, flat.shape, flat.dtype)
         return MonitorState(v / jnp.linalg.norm(v))
 
@@ -106,7 +116,19 @@ class CurvatureMonitor:
 
         ``eigen`` (a Python bool) runs the warm-started Lanczos steps for the top eigenvalue; ``actual_change`` is
         NaN until :meth:`complete` fills it in.
+
+        Raises:
+          ValueError / TypeError: as :func:`analysis.hvp` for the loss, parameters and batch (inside ``jit`` only
+            what is known at trace time: structure, shapes, dtypes), or a ``state`` not made by :meth:`init` for
+            these parameters.
         """
+        check_inputs(loss_fn, params, batch, microbatched=False)
+        eigen = check_bool(eigen, "eigen")
+        size = sum(jnp.size(leaf) for leaf in jax.tree_util.tree_leaves(params))
+        top_vector = getattr(state, "top_vector", None)
+        if top_vector is None or jnp.shape(top_vector) != (size,):
+            raise ValueError(f"state must be the MonitorState of monitor.init(params), holding a vector of the {size} "
+                             f"parameters; got {type(state).__name__} with shape {jnp.shape(top_vector)}.")
         (loss, g), lin = jax.linearize(lambda p: jax.value_and_grad(loss_fn)(p, *batch), params)
         dtype = jnp.result_type(loss)
         gTg = optax.tree.vdot(g, g)

@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from analysis._checks import check_choice, check_finite, check_params, check_positive_int
+from analysis._checks import check_choice, check_finite, check_key, check_params, check_positive_int, error_summary
 
 PyTree = Any
 REDUCTIONS = ("mean", "sum", "none")
@@ -68,7 +68,11 @@ def _check_encoder(encoder: Callable, params: PyTree, x: jax.Array) -> None:
     if not callable(encoder):
         raise TypeError(f"encoder must be callable as encoder(params, x), got {type(encoder).__name__}.")
     _check_finite_params_and_x(params, x)
-    out = jax.eval_shape(encoder, params, x[0])
+    try:
+        out = jax.eval_shape(encoder, params, x[0])
+    except Exception as err:  # what the user's encoder raised on these shapes; the original stays chained
+        raise ValueError(f"encoder(params, x[0]) failed for one example of shape {x[0].shape} (x has shape "
+                         f"{x.shape}): {error_summary(err)}") from err
     if not hasattr(out, "shape") or len(out.shape) != 1:
         raise ValueError(f"encoder(params, x[0]) must return a code vector of shape (k,); got "
                          f"{getattr(out, 'shape', type(out).__name__)} for one example of shape {x[0].shape}.")
@@ -165,6 +169,10 @@ def contractive_penalty_estimate(
     Returns:
       :class:`PenaltyEstimate`.
 
+    Raises:
+      ValueError / TypeError: as :func:`contractive_penalty`, ``num_probes < 2``, an unknown ``probe``, a ``key``
+        that is not one PRNG key.
+
     Example:
       >>> encoder = lambda w, x: x @ w
       >>> est = contractive_penalty_estimate(encoder, jnp.eye(3), jnp.ones((5, 3)), probe="rademacher")
@@ -176,7 +184,7 @@ def contractive_penalty_estimate(
     probe = check_choice(probe, "probe", PROBES)
     num_probes = check_positive_int(num_probes, "num_probes", minimum=2)
     _check_encoder(encoder, params, x)
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     estimate, se, var = _estimate(encoder, params, x, key, num_probes, probe, reduction)
     return PenaltyEstimate(estimate, se, var, num_probes)
 

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import matfree.stochtrace
 
-from analysis._checks import check_choice, check_inputs, check_positive_int
-from analysis._objective import BlockSpec, make_objective
+from analysis._checks import check_choice, check_inputs, check_key, check_positive_int
+from analysis._objective import BlockSpec, check_block, make_objective
 from analysis.hessian import num_params
 
 PyTree = Any
@@ -95,6 +95,10 @@ def hessian_trace(
       :class:`TraceEstimate`. The estimate is unbiased; the true trace lies within 3 standard errors in about 99%
       of runs.
 
+    Raises:
+      ValueError / TypeError: too few or too many ``num_matvecs``, an unknown ``method``, ``batch_size < 1``, a
+        ``block`` that selects nothing, a ``key`` that is not one PRNG key, invalid inputs (see :func:`analysis.hvp`).
+
     Example:
       >>> loss = lambda w: 0.5 * jnp.sum(jnp.arange(1.0, 5.0) * w**2)
       >>> float(hessian_trace(loss, jnp.ones(4), num_matvecs=12).estimate)
@@ -105,9 +109,10 @@ def hessian_trace(
     minimum = 2 if method == "hutchinson" else 4
     num_matvecs = check_positive_int(num_matvecs, "num_matvecs", minimum=minimum)
     batch_size = check_positive_int(batch_size, "batch_size")
+    block = check_block(params, block)
     n = num_params(params, block)
     if method == "hutch++" and num_matvecs // 3 > n:
         raise ValueError(f"num_matvecs={num_matvecs}: the Hutch++ sketch of {num_matvecs // 3} exceeds n={n}.")
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     est, sem = _hessian_trace(loss_fn, params, batch, key, num_matvecs, method, microbatched, block, batch_size)
     return TraceEstimate(est, sem, num_matvecs, method)

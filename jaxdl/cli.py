@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from jaxdl.config import ACTIVATIONS, DATASETS, MODELS, OPTIMIZERS
+from jaxdl.config import ACTIVATIONS, DATASETS, MAX_SEED, MODELS, OPTIMIZERS
 
 
 def _positive_int(text: str) -> int:
@@ -20,13 +21,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid; expected a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} is invalid; expected a positive number")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is invalid; expected an integer in [0, {MAX_SEED}]")
     return value
 
 
@@ -50,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--dataset", help=f"data set: {', '.join(DATASETS)} (default digits)")
     rep.add_argument("--optimizer", help=f"optimizer: {', '.join(OPTIMIZERS)} (default sgd)")
     rep.add_argument("--lr", dest="learning_rate", type=_positive_float, help="learning rate (default 0.5)")
-    rep.add_argument("--momentum", type=float, help="momentum for --optimizer momentum (default 0.9)")
+    rep.add_argument("--momentum", type=_finite_float, help="momentum for --optimizer momentum (default 0.9)")
     rep.add_argument("--clip-norm", dest="clip_norm", type=_positive_float, help="clip gradients to this global norm")
     rep.add_argument("--steps", type=_positive_int, help="training steps (default 300)")
     rep.add_argument("--batch-size", dest="batch_size", type=_positive_int, help="minibatch size (default: full batch)")
@@ -60,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--checkpoint-every", dest="checkpoint_every", type=_positive_int,
                      help="checkpoint interval in steps (default 100)")
     rep.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    rep.add_argument("--seed", type=int, help="PRNG seed (default 0)")
+    rep.add_argument("--seed", type=_seed, help="PRNG seed (default 0)")
     rep.add_argument("--float64", action="store_true", default=None, help="run everything in float64")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.set_defaults(parser=rep)
@@ -68,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("experiment", help="run one registered experiment (see `jaxdl list`)")
     exp.add_argument("name", help="experiment name")
     exp.add_argument("--out", default=None, help="output folder (default: reports/<name>)")
-    exp.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    exp.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default 0)")
     exp.add_argument("--quick", action="store_true", help="the small, seconds-long setting used by the tests")
     exp.set_defaults(parser=exp)
 
@@ -97,15 +115,22 @@ REPORT_FLAGS = ("model", "hidden", "activation", "dataset", "optimizer", "learni
 
 def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from jaxdl.config import load_config
-    from jaxdl.report import ResumeError, run_report
+    from jaxdl.output import OutputError, check_report_paths
 
     try:
+        check_report_paths(args.out)  # first, before JAX is even imported: a refused folder costs nothing
         config = load_config(args.config, **{name: getattr(args, name) for name in REPORT_FLAGS})
+        from jaxdl.report import check_report
+
+        check_report(config, args.out, resume=args.resume)
     except (ValueError, TypeError) as err:
         parser.error(str(err))
+    from jaxdl.report import ResumeError, run_report
+    from jaxdl.train import TrainingDiverged
+
     try:
         out = run_report(config, args.out, progress=not args.quiet, resume=args.resume)
-    except ResumeError as err:
+    except (ResumeError, OutputError, TrainingDiverged) as err:
         parser.error(str(err))
     print(f"report written to {out}/index.html")
     print(f"numbers in {out}/results.json; figures as PNG and PDF beside them")
@@ -113,6 +138,13 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from jaxdl.output import OutputError, check_output_dir
+
+    out = Path(args.out or f"reports/{args.name}")
+    try:
+        check_output_dir(out)  # before the experiment runs: a refused folder costs nothing
+    except OutputError as err:
+        parser.error(str(err))
     from jaxdl.experiments import EXPERIMENTS
     from jaxdl.output import environment, write_report
     import html
@@ -120,13 +152,15 @@ def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if args.name not in EXPERIMENTS:
         parser.error(f"unknown experiment {args.name!r}; choose from: {', '.join(sorted(EXPERIMENTS)) or '(none)'}")
     result = EXPERIMENTS[args.name].run(seed=args.seed, quick=args.quick)
-    out = Path(args.out or f"reports/{args.name}")
     status = "supported" if result.passed else "NOT supported"
     summary = f"<p><b>Claim:</b> {html.escape(result.claim)}</p><p><b>Verdict ({status}):</b> {html.escape(result.verdict)}</p>"
     record = {"name": result.name, "claim": result.claim, "passed": result.passed, "verdict": result.verdict,
               "seed": args.seed, "quick": args.quick, "metrics": result.metrics, "environment": environment()}
-    path = write_report(out, title=f"jaxdl experiment: {result.name}", results=record, figures=result.figures,
-                        captions=result.captions, summary_html=summary)
+    try:
+        path = write_report(out, title=f"jaxdl experiment: {result.name}", results=record, figures=result.figures,
+                            captions=result.captions, summary_html=summary)
+    except OutputError as err:
+        parser.error(str(err))
     print(f"{result.name}: claim {status}. {result.verdict}")
     print(f"report written to {path}/index.html")
     return 0

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Optional
 
+MAX_SEED = 2**63 - 1  # the largest seed jax.random.PRNGKey and flax.nnx.Rngs accept
 MODELS = ("mlp", "linear")
 DATASETS = ("digits", "digits-binarized")
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -47,35 +48,55 @@ class ReportConfig:
     landscape_grid: int = 21
 
     def validate(self) -> "ReportConfig":
-        """Raise ValueError naming the first invalid setting and what was expected."""
+        """Check every setting's type and range; returns ``self``.
+
+        Raises:
+          TypeError: a setting of the wrong type (bool is not an int, a string is not a number).
+          ValueError: a setting out of range or not finite, naming the setting, its value and what was expected.
+        """
+        # Imported here, not at the top: the checks import JAX, and `jaxdl --help` or a refused --out should not wait.
+        from analysis._checks import check_bool, check_number, check_positive_int
+
         for name, choices in (("model", MODELS), ("dataset", DATASETS), ("optimizer", OPTIMIZERS),
                               ("activation", ACTIVATIONS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name}={getattr(self, name)!r} is unknown; expected one of {', '.join(choices)}.")
-        positive = ("steps", "monitor_every", "eval_every", "checkpoint_every", "k", "lanczos_matvecs",
-                    "trace_matvecs", "slq_matvecs", "slq_probes", "dense_limit", "landscape_points", "landscape_grid")
-        for name in positive:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}={value!r} is invalid; expected a positive integer.")
-        if isinstance(self.lanczos_steps, bool) or not isinstance(self.lanczos_steps, int) or self.lanczos_steps < 0:
-            raise ValueError(f"lanczos_steps={self.lanczos_steps!r} is invalid; expected an integer >= 0.")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed={self.seed!r} is invalid; expected an integer.")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate={self.learning_rate!r} is invalid; expected a positive number.")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum={self.momentum!r} is invalid; expected a value in [0, 1).")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ValueError(f"clip_norm={self.clip_norm!r} is invalid; expected a positive number or none.")
-        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size <= 0):
-            raise ValueError(f"batch_size={self.batch_size!r} is invalid; expected a positive integer or none "
-                             "(full batch).")
-        if self.model == "mlp" and (not self.hidden or any(not isinstance(h, int) or h <= 0 for h in self.hidden)):
-            raise ValueError(f"hidden={self.hidden!r} is invalid; expected one or more positive layer widths.")
+            if not isinstance(value, str) or value not in choices:
+                raise ValueError(f"{name}={value!r} is unknown; expected one of {', '.join(choices)}.")
+        for name in ("steps", "monitor_every", "eval_every", "checkpoint_every", "k", "lanczos_matvecs",
+                     "trace_matvecs", "slq_matvecs", "slq_probes", "dense_limit", "landscape_points",
+                     "landscape_grid"):
+            check_positive_int(getattr(self, name), name)
+        check_positive_int(self.lanczos_steps, "lanczos_steps", minimum=0)
+        check_positive_int(self.seed, "seed", minimum=0)
+        if self.seed > MAX_SEED:
+            raise ValueError(f"seed={self.seed} is invalid; expected an integer in [0, {MAX_SEED}].")
+        check_number(self.learning_rate, "learning_rate", positive=True)
+        check_number(self.momentum, "momentum", minimum=0.0, maximum=1.0, include_maximum=False)
+        if self.clip_norm is not None:
+            check_number(self.clip_norm, "clip_norm", positive=True)
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        check_bool(self.float64, "float64")
+        widths = self.hidden if isinstance(self.hidden, tuple) else ()
+        if (not isinstance(self.hidden, tuple) or (self.model == "mlp" and not widths)
+                or any(isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in widths)):
+            raise ValueError(f"hidden={self.hidden!r} is invalid; expected one or more positive integer layer "
+                             "widths, like [32, 32] (or \"32,32\" on the command line).")
         if self.slq_matvecs < 2 or self.trace_matvecs < 4:
-            raise ValueError("slq_matvecs must be >= 2 and trace_matvecs >= 4.")
+            raise ValueError(f"slq_matvecs={self.slq_matvecs} and trace_matvecs={self.trace_matvecs} are invalid; "
+                             "expected slq_matvecs >= 2 and trace_matvecs >= 4.")
         return self
+
+    def check_batch_size(self, num_examples: int) -> None:
+        """A minibatch cannot be larger than the training set of ``num_examples`` examples.
+
+        Raises:
+          ValueError: ``batch_size > num_examples``, naming both.
+        """
+        if self.batch_size is not None and self.batch_size > num_examples:
+            raise ValueError(f"batch_size={self.batch_size} is invalid; the training set of dataset "
+                             f"{self.dataset!r} has {num_examples} examples (expected 1 <= batch_size <= "
+                             f"{num_examples}, or none for the full batch).")
 
     def layer_sizes(self, num_features: int, num_classes: int) -> list[int]:
         hidden = list(self.hidden) if self.model == "mlp" else []
@@ -86,6 +107,8 @@ FIELDS = {f.name: f for f in dataclasses.fields(ReportConfig)}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    """Command-line and TOML spellings to field values: ``"32,32"`` to ``(32, 32)``, ``"none"`` to None, an int
+    learning rate to a float. Anything else is passed on unchanged for :meth:`ReportConfig.validate` to judge."""
     if name == "hidden":
         if isinstance(value, str):
             try:
@@ -106,23 +129,31 @@ def load_config(path: Optional[str | Path] = None, **overrides: Any) -> ReportCo
 
     Raises:
       ValueError: unknown keys (listing the valid ones), unreadable TOML, or invalid values.
+      TypeError: a value of the wrong type (see :meth:`ReportConfig.validate`).
     """
     values: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ValueError(f"config file {str(p)!r} does not exist.")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"config file {str(p)!r} is not valid TOML: {err}") from None
-        data = data.get("report", data)
-        unknown = sorted(set(data) - set(FIELDS))
-        if unknown:
-            raise ValueError(f"unknown setting(s) {unknown} in {str(p)!r}; valid settings: {', '.join(FIELDS)}.")
-        values.update(data)
+        values.update(_read_toml(Path(path)))
     values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown}; valid settings: {', '.join(FIELDS)}.")
     return ReportConfig(**{k: _coerce(k, v) for k, v in values.items()}).validate()
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file: its ``[report]`` table, or its top level when there is none."""
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"config file {str(path)!r} {what}.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+    data = data.get("report", data)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(path)!r}: 'report' must be a table ([report]), got {data!r}.")
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} in {str(path)!r}; valid settings: {', '.join(FIELDS)}.")
+    return data

@@ -27,10 +27,16 @@ class Problem(NamedTuple):
     accuracy_fn: Any
 
 
+def load_dataset(config) -> data_lib.Dataset:
+    """The data set of a :class:`jaxdl.config.ReportConfig`, in float64 when ``config.float64``."""
+    dtype = jnp.float64 if config.float64 else jnp.float32
+    return data_lib.digits(dtype=dtype) if config.dataset == "digits" else data_lib.digits_binarized(dtype=dtype)
+
+
 def build_problem(config) -> Problem:
     """Data set and MLP of a :class:`jaxdl.config.ReportConfig`, in float64 when ``config.float64``."""
     dtype = jnp.float64 if config.float64 else jnp.float32
-    ds = data_lib.digits(dtype=dtype) if config.dataset == "digits" else data_lib.digits_binarized(dtype=dtype)
+    ds = load_dataset(config)
     model = MLP(config.layer_sizes(ds.num_features, ds.num_classes), activation=config.activation,
                 rngs=nnx.Rngs(config.seed), dtype=dtype)
     apply, params = split(model)

@@ -21,29 +21,47 @@ from tqdm.auto import tqdm
 from analysis.monitor import CurvatureMonitor
 from jaxdl.checkpoint import Checkpointer, history_to_json
 from jaxdl.config import ReportConfig
-from jaxdl.output import environment, write_report
-from jaxdl.problem import Problem, build_problem
+from jaxdl.output import checkpoint_dir_for as checkpoint_dir_for
+from jaxdl.output import check_output_dir, check_report_paths, environment, write_marker, write_report
+from jaxdl.problem import Problem, build_problem, load_dataset
 from jaxdl.report_analysis import analyse, figures_and_captions, summary_html
-from jaxdl.train import History, fit, init_state, make_optimizer
+from jaxdl.train import History, fit, init_state, make_optimizer, raise_if_diverged
 
 
 class ResumeError(ValueError):
     """No usable checkpoint to resume from (missing, or written with a different configuration)."""
 
 
-def checkpoint_dir_for(out_dir: str | Path) -> Path:
-    """Checkpoints live beside the report folder, never inside it: ``<parent>/.<name>.checkpoints``."""
-    out = Path(out_dir).resolve()
-    return out.parent / f".{out.name}.checkpoints"
+def check_report(config: ReportConfig, out_dir: str | Path, *, resume: bool = False) -> None:
+    """Every check :func:`run_report` can make before training: the settings (also against the data set's size),
+    the report and checkpoint folders, and, with ``resume``, that there is a checkpoint folder to resume from.
+
+    Raises:
+      ValueError, TypeError: an invalid setting (see :meth:`ReportConfig.validate`).
+      OutputError: a folder jaxdl may not replace (see :func:`jaxdl.output.check_output_dir`).
+      ResumeError: ``resume=True`` without a checkpoint folder.
+    """
+    config.validate()
+    _, ckpt_dir = check_report_paths(out_dir)
+    if resume and not ckpt_dir.exists():
+        raise ResumeError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start afresh.")
+    with jax.enable_x64(config.float64):
+        config.check_batch_size(int(load_dataset(config).x_train.shape[0]))
 
 
 def run_report(config: ReportConfig, out_dir: str | Path, *, progress: bool = True, resume: bool = False) -> Path:
     """Train, analyse and write the report folder; returns its path.
 
+    Everything that can be checked is checked first (:func:`check_report`), so a refusal costs no training and
+    writes nothing.
+
     Raises:
+      ValueError, TypeError, OutputError: as :func:`check_report`.
       ResumeError: ``resume=True`` without a checkpoint of the same configuration.
+      TrainingDiverged: the training loss became non-finite or exploded, or the parameters became non-finite (no
+        report is written).
     """
-    config.validate()
+    check_report(config, out_dir, resume=resume)
     with jax.enable_x64(config.float64):
         return _run(config, Path(out_dir), progress, resume)
 
@@ -80,7 +98,17 @@ def _append(acc: dict[str, Any], part: History) -> None:
 
 
 def train(config: ReportConfig, problem: Problem, ckpt_dir: Path, *, progress: bool, resume: bool):
-    """Segmented, checkpointed training. Returns the final train state and the history (lists of floats)."""
+    """Segmented, checkpointed training. Returns the final train state and the history (lists of floats).
+
+    ``ckpt_dir`` is created with jaxdl's marker; an existing one is removed (or, with ``resume``, continued) only
+    if it carries that marker.
+
+    Raises:
+      OutputError: ``ckpt_dir`` exists and was not written by jaxdl.
+      ResumeError: ``resume`` without a checkpoint of the same configuration.
+      TrainingDiverged: a non-finite or exploding loss, or non-finite parameters (checked after every segment,
+        before it is saved).
+    """
     ds = problem.data
     optimizer = make_optimizer(config.optimizer, config.learning_rate, momentum=config.momentum,
                                clip_norm=config.clip_norm)
@@ -98,8 +126,15 @@ def train(config: ReportConfig, problem: Problem, ckpt_dir: Path, *, progress: b
     mstate = monitor.init(state.params, jax.random.fold_in(key, 1))
     history = _empty_history()
     config_json = history_to_json({"c": dataclasses.asdict(config)})["c"]
-    if not resume and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+    if ckpt_dir.exists():
+        check_output_dir(ckpt_dir, kind="checkpoints", what="checkpoint folder")  # ours, or refused
+        if not resume:
+            shutil.rmtree(ckpt_dir)
+    elif resume:
+        raise ResumeError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start afresh.")
+    if not ckpt_dir.exists():
+        ckpt_dir.mkdir(parents=True)
+        write_marker(ckpt_dir, "checkpoints")
     ckpt = Checkpointer(ckpt_dir)
     try:
         if resume:
@@ -120,6 +155,8 @@ def train(config: ReportConfig, problem: Problem, ckpt_dir: Path, *, progress: b
                               batch_size=config.batch_size, key=key, monitor=monitor, evaluate=evaluate,
                               eval_every=config.eval_every, progress=bar, state=state, monitor_state=mstate,
                               final_eval=last)
+            raise_if_diverged(part, state.params, learning_rate=config.learning_rate,
+                              start_loss=history["loss"][0] if history["loss"] else None)
             mstate = part.monitor_state
             _append(history, part)
             ckpt.save(int(state.step), (state, mstate), {"config": config_json, "history": history})

@@ -22,10 +22,13 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from analysis._checks import check_finite
+
 PyTree = Any
 
 
-def _check(xs, ys, h0) -> None:
+def _check(xs, ys, h0, params) -> None:
+    """Shapes first, then NaN/inf in the parameters, ``h0`` and the sequences (named in the message)."""
     for name, a in (("xs", xs), ("ys", ys)):
         shape = jnp.shape(a)
         if len(shape) != 2:
@@ -36,6 +39,7 @@ def _check(xs, ys, h0) -> None:
         raise ValueError(f"xs has {jnp.shape(xs)[0]} steps but ys has {jnp.shape(ys)[0]}; expected the same length.")
     if jnp.ndim(h0) != 1:
         raise ValueError(f"h0 has shape {jnp.shape(h0)}; expected a state vector (n,).")
+    check_finite(params, (), extra={"h0": h0, "xs": xs, "ys": ys})
 
 
 def sequence_loss(step_fn: Callable, loss_fn: Callable, params: tuple, h0, xs, ys) -> jax.Array:
@@ -68,9 +72,10 @@ def bptt_value_and_grad(step_fn: Callable, loss_fn: Callable, params: tuple, h0,
       ``(loss, (cell_grads, readout_grads))``.
 
     Raises:
-      ValueError: sequences not of rank 2, empty, or of different lengths; ``h0`` not a vector.
+      ValueError: sequences not of rank 2, empty, or of different lengths; ``h0`` not a vector; NaN/inf in
+        the parameters, ``h0`` or the sequences.
     """
-    _check(xs, ys, h0)
+    _check(xs, ys, h0, params)
     return _bptt(step_fn, loss_fn, params, h0, xs, ys)
 
 
@@ -121,7 +126,7 @@ def rtrl_value_and_grad(step_fn: Callable, loss_fn: Callable, params: tuple, h0,
       >>> bool(jnp.allclose(a[0].w_h, b[0].w_h, rtol=1e-4, atol=1e-6))
       True
     """
-    _check(xs, ys, h0)
+    _check(xs, ys, h0, params)
     return _rtrl(step_fn, loss_fn, params, h0, xs, ys)
 
 

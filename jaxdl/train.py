@@ -11,7 +11,10 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from analysis._checks import check_choice, check_finite, check_key, check_number, check_positive_int, check_same_length
 
 PyTree = Any
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -21,6 +24,32 @@ class TrainState(NamedTuple):
     params: PyTree
     opt_state: PyTree
     step: jax.Array
+
+
+class TrainingDiverged(ValueError):
+    """Training produced a non-finite or exploding loss, or non-finite parameters (the learning rate is too large).
+
+    Attributes:
+      step: the step whose loss was non-finite or exploded (or after which the parameters were non-finite).
+      learning_rate: the learning rate of the run.
+    """
+
+    def __init__(self, step: int, learning_rate: float, detail: str):
+        self.step, self.learning_rate = step, learning_rate
+        super().__init__(f"training diverged at step {step} with learning_rate={learning_rate!r}: {detail}; lower "
+                         "the learning rate (--lr) or clip the gradients (--clip-norm).")
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
+        raise TypeError(f"optimizer must be an optax GradientTransformation (see make_optimizer), got "
+                        f"{type(optimizer).__name__}.")
+
+
+def _check_loss_and_optimizer(loss_fn: Callable, optimizer: Any) -> None:
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+    _check_optimizer(optimizer)
 
 
 def make_optimizer(
@@ -33,15 +62,16 @@ def make_optimizer(
       learning_rate: positive step size.
       momentum: in [0, 1) for ``"momentum"``.
       clip_norm: if given (positive), gradients are first clipped to this global norm (``clip_by_global_norm``).
+
+    Raises:
+      ValueError: an unknown name, or a setting out of range or not finite.
+      TypeError: a setting that is not a real number (bool and strings are not numbers).
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer {name!r} is unknown; expected one of {', '.join(OPTIMIZERS)}.")
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
-        raise ValueError(f"learning_rate={learning_rate!r} is invalid; expected a positive number.")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum={momentum} is invalid; expected a value in [0, 1).")
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"clip_norm={clip_norm} is invalid; expected a positive global norm or None.")
+    check_choice(name, "optimizer", OPTIMIZERS)
+    check_number(learning_rate, "learning_rate", positive=True)
+    check_number(momentum, "momentum", minimum=0.0, maximum=1.0, include_maximum=False)
+    if clip_norm is not None:
+        check_number(clip_norm, "clip_norm", positive=True)
     if name == "sgd":
         opt = optax.sgd(learning_rate)
     elif name == "momentum":
@@ -52,11 +82,26 @@ def make_optimizer(
 
 
 def init_state(params: PyTree, optimizer: optax.GradientTransformation) -> TrainState:
+    """The train state at step 0: ``params``, the optimizer's initial state and the step counter.
+
+    Raises:
+      TypeError: ``optimizer`` is not an optax transformation.
+      ValueError: ``params`` is empty or holds NaN/inf (concrete values only; traced ones are not inspected).
+    """
+    _check_optimizer(optimizer)
+    if not jax.tree_util.tree_leaves(params):
+        raise ValueError("params is an empty pytree; expected at least one array.")
+    check_finite(params, ())
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
 def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
-    """A jitted ``train_step(state, *batch) -> (state, {"loss", "grad_norm"})`` (loss before the update)."""
+    """A jitted ``train_step(state, *batch) -> (state, {"loss", "grad_norm"})`` (loss before the update).
+
+    Raises:
+      TypeError: ``loss_fn`` is not callable or ``optimizer`` is not an optax transformation.
+    """
+    _check_loss_and_optimizer(loss_fn, optimizer)
 
     @jax.jit
     def train_step(state: TrainState, *batch):
@@ -79,9 +124,16 @@ def train_scan(
 
     Returns ``(params, losses)``: the final parameters and the loss before each step. Not jitted here, so callers
     can ``jax.vmap`` it over stacked parameters (one network per seed) and jit the result once.
+
+    Raises:
+      TypeError, ValueError: ``steps`` not a positive int, ``key`` not a single PRNG key, NaN/inf in concrete
+        ``params`` or ``batch`` (inside a user's ``jit`` the values are traced and not inspected).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"steps={steps!r} is invalid; expected a positive integer.")
+    check_positive_int(steps, "steps")
+    if key is not None:
+        check_key(key)
+    _check_loss_and_optimizer(loss_fn, optimizer)
+    check_finite(params, batch)
     train_step = make_train_step(loss_fn, optimizer)
     keys = None if key is None else jax.random.split(key, steps)
 
@@ -95,6 +147,8 @@ def train_scan(
 
 def softmax_cross_entropy(apply: Callable) -> Callable:
     """``loss_fn(params, x, y)``: mean softmax cross-entropy of ``apply(params, x)`` against integer labels."""
+    if not callable(apply):
+        raise TypeError(f"apply must be callable, got {type(apply).__name__}.")
 
     def loss_fn(params, x, y):
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply(params, x), y))
@@ -104,6 +158,8 @@ def softmax_cross_entropy(apply: Callable) -> Callable:
 
 def accuracy(apply: Callable) -> Callable:
     """``accuracy_fn(params, x, y)``: fraction of argmax predictions equal to the labels."""
+    if not callable(apply):
+        raise TypeError(f"apply must be callable, got {type(apply).__name__}.")
 
     @jax.jit
     def accuracy_fn(params, x, y):
@@ -121,7 +177,11 @@ def make_monitored_train_step(
     loss after the update is evaluated on the same batch so that the eq. 8.10 prediction and the actual change
     compare like for like. ``eigen=False`` compiles the step without the Lanczos products (the top eigenvalue is
     then NaN in the record): ``fit`` uses it between ``monitor.eigen_every`` steps.
+
+    Raises:
+      TypeError: ``loss_fn`` is not callable or ``optimizer`` is not an optax transformation.
     """
+    _check_loss_and_optimizer(loss_fn, optimizer)
 
     @jax.jit
     def monitored_step(state: TrainState, mstate, *batch):
@@ -160,6 +220,68 @@ class History(NamedTuple):
     monitor: dict
     evals: dict
     monitor_state: Any = None
+
+
+def _check_fit_inputs(loss_fn, optimizer, data, steps, batch_size, eval_every) -> tuple[tuple, int]:
+    """The checks of :func:`fit` that need no state; returns the data as a tuple of arrays and its length."""
+    check_positive_int(steps, "steps")
+    check_positive_int(eval_every, "eval_every", minimum=0)
+    _check_loss_and_optimizer(loss_fn, optimizer)
+    if not isinstance(data, (tuple, list)) or not data:
+        raise TypeError(f"data must be a non-empty tuple of arrays like (x, y), got {type(data).__name__}.")
+    data = tuple(jnp.asarray(a) for a in data)
+    for i, a in enumerate(data):
+        if a.ndim == 0:
+            raise ValueError(f"data[{i}] is a scalar; expected arrays with a leading example axis.")
+    check_same_length(data)
+    n = int(data[0].shape[0])
+    if n == 0:
+        raise ValueError("the training data set is empty.")
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+        if batch_size > n:
+            raise ValueError(f"batch_size={batch_size} is invalid; expected 1 <= batch_size <= {n} (the number of "
+                             "examples), or None.")
+    return data, n
+
+
+def raise_if_diverged(history: History, params: PyTree, *, learning_rate: float, start_loss: Optional[float] = None,
+                      max_growth: float = 1e6) -> None:
+    """Stop a run whose loss became non-finite or exploded, or whose parameters became non-finite.
+
+    The loss has exploded when it exceeds ``max_growth * max(|start_loss|, 1)``: a loss a million times its
+    starting value is no longer training (with a learning rate of 1e30 the cross-entropy of the digits MLP jumps
+    from 2.4 to 1e29 in one step and stays there, with tanh saturated and the Hessian exactly zero).
+
+    Args:
+      history: a :func:`fit` history (``history.loss[i]`` is the loss before step ``history.step[i]``).
+      params: the parameters after the last step of ``history``.
+      learning_rate: named in the error.
+      start_loss: the loss at the start of the run (default: the first loss of ``history``).
+      max_growth: how many times its starting value the loss may grow.
+
+    Raises:
+      TrainingDiverged: naming the first offending step.
+    """
+    check_number(max_growth, "max_growth", minimum=1.0)
+    steps, losses = np.asarray(history.step), np.asarray(history.loss, dtype=np.float64)
+    start = float(losses[0] if start_loss is None else start_loss)
+    limit = max_growth * max(abs(start), 1.0)
+    bad = np.flatnonzero(~np.isfinite(losses) | (np.abs(losses) > limit))
+    if bad.size:
+        loss = losses[bad[0]]
+        detail = (f"the training loss became {loss}" if not np.isfinite(loss) else
+                  f"the training loss grew to {loss:.3g}, more than {max_growth:.0e} times its value at the start "
+                  f"({start:.3g})")
+        raise TrainingDiverged(int(steps[bad[0]]), learning_rate, detail)
+    if not bool(_all_finite(jax.tree_util.tree_leaves(params))):
+        raise TrainingDiverged(int(steps[-1]), learning_rate, "the parameters became non-finite (NaN/inf) after "
+                               "this step")
+
+
+@jax.jit
+def _all_finite(leaves: list) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
 
 
 def fit(
@@ -206,26 +328,26 @@ def fit(
     Returns:
       ``(state, history)``; host arrays are fetched once at the end (no per-step host synchronisation except
       evaluation).
+
+    Raises:
+      TypeError, ValueError: at the boundary, before anything is compiled: ``steps``, ``batch_size`` or
+        ``eval_every`` not an int in range, data arrays of different lengths or empty, ``key`` not a single PRNG
+        key, NaN/inf in the data or the initial parameters. Divergence during training is not an error here; see
+        :func:`raise_if_diverged`.
     """
-    import numpy as np
     from tqdm.auto import tqdm
 
     from jaxdl.data import minibatches
 
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(f"steps={steps!r} is invalid; expected a positive integer.")
-    if eval_every < 0:
-        raise ValueError(f"eval_every={eval_every} is invalid; expected >= 0.")
-    data = tuple(jnp.asarray(a) for a in data)
-    n = int(data[0].shape[0])
-    if n == 0:
-        raise ValueError("the training data set is empty.")
-    if any(int(a.shape[0]) != n for a in data):
-        raise ValueError(f"data arrays disagree on the number of examples: {[a.shape[0] for a in data]}.")
-    if batch_size is not None and not 0 < batch_size <= n:
-        raise ValueError(f"batch_size={batch_size} is invalid; expected 1 <= batch_size <= {n} (or None).")
-    key = jax.random.PRNGKey(0) if key is None else key
-    state = init_state(params, optimizer) if state is None else state
+    data, n = _check_fit_inputs(loss_fn, optimizer, data, steps, batch_size, eval_every)
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    if state is None:
+        state = init_state(params, optimizer)
+    elif not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState (see init_state), got {type(state).__name__}.")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"evaluate must be callable or None, got {type(evaluate).__name__}.")
+    check_finite(state.params, data)
     plain, monitored = _compiled_steps(loss_fn, optimizer, monitor)
     if monitor is not None:
         mstate = monitor.init(state.params, jax.random.fold_in(key, 1)) if monitor_state is None else monitor_state

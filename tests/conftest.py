@@ -82,3 +82,58 @@ def digits_mlp(tmp_path_factory):
                              lambda: np.asarray(hessian_spectrum(loss64, p64, x64, y64, block_size=256)))
     return {"loss32": loss, "p32": p32, "x32": x, "y": y, "loss64": loss64, "p64": p64, "x64": x64,
             "exact": exact}
+
+
+def _snapshot(root: Path) -> dict[str, tuple]:
+    """Every path under ``root`` with its kind, size and content hash (files) — what a user would notice."""
+    import hashlib
+
+    snap = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            snap[rel] = ("link", os.readlink(path))
+        elif path.is_dir():
+            snap[rel] = ("dir",)
+        else:
+            snap[rel] = ("file", path.stat().st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+    return snap
+
+
+class UserFolder:
+    """A folder of files a user owns, with the current directory inside it during the test.
+
+    ``allow(name)`` names an output folder the test lets the program create (paths under it may change);
+    everything else must be byte-identical afterwards, which the fixture asserts on teardown.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        (root / "notes.txt").write_text("a user's notes\n")
+        (root / "data").mkdir()
+        (root / "data" / "table.csv").write_text("x,y\n1,2\n")
+        (root / "plain_folder").mkdir()
+        (root / "plain_folder" / "keep.txt").write_text("not a jaxdl report\n")
+        (root / "a_file").write_text("a file, not a folder\n")
+        self.allowed: list[str] = []
+        self.before = _snapshot(root)
+
+    def allow(self, name: str) -> Path:
+        self.allowed.append(name)
+        return self.root / name
+
+    def changed(self) -> list[str]:
+        after = _snapshot(self.root)
+        keys = set(self.before) | set(after)
+        return sorted(k for k in keys if self.before.get(k) != after.get(k)
+                      and not any(k == a or k.startswith(a + os.sep) or k.startswith("." + a) for a in self.allowed))
+
+
+@pytest.fixture
+def user_folder(tmp_path, monkeypatch):
+    """Runs the test inside a folder of user files and fails it if any of them changed (see :class:`UserFolder`)."""
+    folder = UserFolder(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    yield folder
+    changed = folder.changed()
+    assert not changed, f"files outside the allowed output folders changed: {changed}"

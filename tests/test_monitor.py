@@ -133,7 +133,7 @@ def test_bad_settings():
         CurvatureMonitor(lanczos_steps=5).init({"w": jnp.ones(3)})
     with pytest.raises(ValueError, match="learning_rate=-1"):
         make_optimizer("sgd", -1)
-    with pytest.raises(ValueError, match="optimizer 'lbfgs' is unknown"):
+    with pytest.raises(ValueError, match="optimizer='lbfgs' is invalid"):
         make_optimizer("lbfgs", 0.1)
     with pytest.raises(ValueError, match="clip_norm=0"):
         make_optimizer("sgd", 0.1, clip_norm=0)

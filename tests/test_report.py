@@ -15,6 +15,7 @@ import pytest
 
 from jaxdl.cli import main
 from jaxdl.config import ReportConfig, load_config
+from jaxdl.output import MARKER
 from jaxdl.problem import build_problem
 from jaxdl.report import checkpoint_dir_for, run_report, train
 from tests.conftest import JAX_CACHE
@@ -84,6 +85,8 @@ def test_small_report_contents(tmp_path):
     cfg = load_config(small_config(tmp_path))
     out = run_report(cfg, tmp_path / "rep", progress=False)
     r = json.loads((out / "results.json").read_text())
+    assert json.loads((out / MARKER).read_text())["kind"] == "report"
+    assert json.loads((checkpoint_dir_for(out) / MARKER).read_text())["kind"] == "checkpoints"
     for key in ("jax", "flax", "optax", "backend", "devices"):
         assert key in r["environment"]
     assert r["config"]["hidden"] == [8] and r["seed"] == 0

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis._checks import check_key, check_positive_int
+
 
 class Dataset(NamedTuple):
     """Train and test splits. ``x_*`` are ``(examples, features)``; ``y_*`` integer labels or targets."""
@@ -75,6 +77,9 @@ def xor(dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
 
 def minibatches(key: jax.Array, num_examples: int, batch_size: int, *, drop_remainder: bool = True) -> jax.Array:
     """Indices of one epoch of shuffled minibatches, ``(num_batches, batch_size)``; deterministic in ``key``."""
+    check_key(key)
+    check_positive_int(num_examples, "num_examples", minimum=0)
+    check_positive_int(batch_size, "batch_size")
     if num_examples <= 0:
         raise ValueError(f"num_examples={num_examples}: the data set is empty.")
     if not 0 < batch_size <= num_examples:

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis._checks import check_key
+
 
 class GaussianMixture(NamedTuple):
     """sum_k w_k N(mean_k, diag std_k^2); ``weights (K,)``, ``means (K, d)``, ``stds (K, d)``.
@@ -28,7 +30,7 @@ class GaussianMixture(NamedTuple):
         """``(num_samples, d)`` draws; the same key gives the same draws."""
         if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples <= 0:
             raise ValueError(f"num_samples={num_samples!r} is invalid; expected a positive integer.")
-        kc, kn = jax.random.split(key)
+        kc, kn = jax.random.split(check_key(key))
         comp = jax.random.choice(kc, self.weights.shape[0], (num_samples,), p=self.weights)
         noise = jax.random.normal(kn, (num_samples, self.dim), self.means.dtype)
         return self.means[comp] + self.stds[comp] * noise

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from analysis._checks import check_key
+
 MG_METHODS = ("rk4", "reservoirpy")
 
 
@@ -218,7 +220,7 @@ def delay_lines(key: jax.Array, num_steps: int, max_delay: int, *, amplitude: fl
     amplitude = _positive_float(amplitude, "amplitude")
     if max_delay >= num_steps:
         raise ValueError(f"max_delay={max_delay} is invalid; expected fewer delays than num_steps={num_steps}.")
-    u = jax.random.uniform(key, (num_steps,), dtype, -amplitude, amplitude)
+    u = jax.random.uniform(check_key(key), (num_steps,), dtype, -amplitude, amplitude)
     padded = jnp.concatenate([jnp.zeros(max_delay, dtype), u])
     targets = jnp.stack([padded[max_delay - k: max_delay - k + num_steps] for k in range(1, max_delay + 1)], axis=1)
     return u[:, None], targets
@@ -234,7 +236,7 @@ def delayed_recall(key: jax.Array, num_sequences: int, length: int, delay: int, 
                                     ((num_sequences, "num_sequences"), (length, "length"), (delay, "delay")))
     if delay >= length:
         raise ValueError(f"delay={delay} is invalid; expected delay < length={length}.")
-    x = jax.random.normal(key, (num_sequences, length, 1), dtype)
+    x = jax.random.normal(check_key(key), (num_sequences, length, 1), dtype)
     y = jnp.concatenate([jnp.zeros((num_sequences, delay, 1), dtype), x[:, : length - delay]], axis=1)
     mask = jnp.broadcast_to(jnp.arange(length) >= delay, (num_sequences, length)).astype(dtype)
     return SequenceTask(x, y, mask)
@@ -253,7 +255,7 @@ def copy_memory(
         _positive_int(v, k) for v, k in ((num_sequences, "num_sequences"), (num_symbols, "num_symbols"),
                                          (length, "length"), (delay, "delay")))
     total = 2 * length + delay
-    symbols = jax.random.randint(key, (num_sequences, length), 0, num_symbols)
+    symbols = jax.random.randint(check_key(key), (num_sequences, length), 0, num_symbols)
     blank, cue = num_symbols, num_symbols + 1
     seq_in = jnp.full((num_sequences, total), blank).at[:, :length].set(symbols).at[:, length + delay - 1].set(cue)
     seq_out = jnp.full((num_sequences, total), num_symbols).at[:, length + delay:].set(symbols)

@@ -20,7 +20,7 @@ BLOCK = 256  # column block of the symmetric Gram update: large enough for an ef
 
 
 def check_ridge(ridge) -> float:
-    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
+    if isinstance(ridge, bool) or not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge={ridge!r} is invalid; expected a finite penalty >= 0.")
     return float(ridge)
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from analysis._checks import check_key
 from jaxdl.models.mlp import ACTIVATIONS
 
 CONVENTIONS = ("inverted", "weight_scaling")
@@ -108,6 +109,7 @@ class DropoutMLP(nnx.Module):
         if train and masks is None:
             if key is None:
                 raise ValueError("train=True draws dropout masks and needs a PRNG key: pass key=...")
+            check_key(key)
             keys = jax.random.split(key, len(self.layers))
             masks = [jax.random.bernoulli(k, p, (x.shape[0], w)).astype(x.dtype)
                      for k, p, w in zip(keys, self.include, self.widths)]

@@ -10,7 +10,6 @@ module keeps the weights, the readout and the current state, as reservoirpy's ``
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple, Optional, Union
 
 import jax
@@ -18,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from analysis._checks import check_key, check_number, check_positive_int
 from jaxdl.models._readout import (
     accumulator_dtype,
     check_ridge,
@@ -65,15 +65,18 @@ def _check(cond: bool, message: str) -> None:
 
 
 def check_leak(leak) -> float:
-    _check(isinstance(leak, (int, float)) and 0.0 < leak <= 1.0,
-           f"leak={leak!r} is invalid; expected a leak rate in (0, 1].")
-    return float(leak)
+    """A leak rate in (0, 1] (a real number, not a bool)."""
+    return check_number(leak, "leak", positive=True, maximum=1.0)
 
 
 def check_spectral_radius(spectral_radius) -> float:
-    _check(isinstance(spectral_radius, (int, float)) and math.isfinite(spectral_radius) and spectral_radius > 0,
-           f"spectral_radius={spectral_radius!r} is invalid; expected a finite positive number.")
-    return float(spectral_radius)
+    """A finite positive spectral radius (a real number, not a bool)."""
+    return check_number(spectral_radius, "spectral_radius", positive=True)
+
+
+def check_fraction(value, name: str) -> float:
+    """A connectivity: a real number in (0, 1]."""
+    return check_number(value, name, positive=True, maximum=1.0)
 
 
 def spectral_radius_dense(w: np.ndarray) -> float:
@@ -153,16 +156,15 @@ def reservoir_matrix(
       0.9
     """
     spectral_radius = check_spectral_radius(spectral_radius)
-    _check(isinstance(units, int) and units > 0, f"units={units!r} is invalid; expected a positive integer.")
-    rng = host_rng(key)
+    check_positive_int(units, "units")
+    rng = host_rng(check_key(key))
     if fan_in is None:
-        _check(isinstance(connectivity, (int, float)) and 0.0 < connectivity <= 1.0,
-               f"connectivity={connectivity!r} is invalid; expected a value in (0, 1].")
+        check_fraction(connectivity, "connectivity")
         mask = exact_mask(key, (units, units), connectivity)
         dense = np.where(mask, rng.standard_normal((units, units)), 0.0)
         sparse = connectivity <= 0.5 if sparse is None else sparse
     else:
-        _check(isinstance(fan_in, int) and 1 <= fan_in <= units,
+        _check(isinstance(fan_in, int) and not isinstance(fan_in, bool) and 1 <= fan_in <= units,
                f"fan_in={fan_in!r} is invalid; expected an integer in [1, units={units}].")
         idx = np.stack([rng.choice(units, fan_in, replace=False) for _ in range(units)])
         vals = rng.standard_normal((units, fan_in))
@@ -183,9 +185,11 @@ def input_matrix(key, units: int, in_features: int, *, input_scaling: float = 1.
                  dtype=jnp.float32) -> jax.Array:
     """Input weights ``+-input_scaling`` (fair coin) on exactly ``round(connectivity * units * in_features)`` random
     entries (reservoirpy's ``bernoulli`` input initializer with ``input_connectivity``)."""
-    _check(isinstance(input_scaling, (int, float)) and math.isfinite(input_scaling) and input_scaling > 0,
-           f"input_scaling={input_scaling!r} is invalid; expected a finite positive number.")
-    _check(0.0 < connectivity <= 1.0, f"input_connectivity={connectivity!r} is invalid; expected a value in (0, 1].")
+    check_key(key)
+    check_positive_int(units, "units")
+    check_positive_int(in_features, "in_features")
+    check_number(input_scaling, "input_scaling", positive=True)
+    check_fraction(connectivity, "input_connectivity")
     signs = np.where(host_rng(jax.random.fold_in(key, 1)).random((units, in_features)) < 0.5, 1.0, -1.0)
     mask = exact_mask(key, (units, in_features), connectivity)
     return jnp.asarray(input_scaling * signs * mask, dtype)
@@ -285,13 +289,15 @@ class ESN(nnx.Module):
         ridge: float = 1e-5, unroll: int = 1, rngs: nnx.Rngs, dtype=jnp.float32,
     ):
         for v, k in ((in_features, "in_features"), (units, "units"), (out_features, "out_features")):
-            _check(isinstance(v, int) and v > 0, f"{k}={v!r} is invalid; expected a positive integer.")
+            check_positive_int(v, k)
         self.leak, self.ridge = check_leak(leak), check_ridge(ridge)
         _check(isinstance(unroll, int) and not isinstance(unroll, bool) and unroll > 0,
                f"unroll={unroll!r} is invalid; expected a positive integer.")
         self.unroll = unroll
-        _check(isinstance(bias_scaling, (int, float)) and bias_scaling >= 0,
-               f"bias_scaling={bias_scaling!r} is invalid; expected a number >= 0.")
+        check_number(bias_scaling, "bias_scaling", minimum=0)
+        check_number(input_scaling, "input_scaling", positive=True)
+        check_spectral_radius(spectral_radius)
+        check_fraction(input_connectivity, "input_connectivity")
         w = reservoir_matrix(rngs.params(), units, spectral_radius=spectral_radius, connectivity=connectivity,
                              fan_in=fan_in, sparse=sparse, dtype=dtype)
         self.sparse = isinstance(w, SparseRows)

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from analysis._checks import check_key, check_number
 from jaxdl.models.generator import Generator, check_positive_int, check_sizes
 from jaxdl.models.mlp import MLP
 
@@ -142,6 +143,7 @@ def fit_gan(
       >>> hist.d_real.shape
       (10,)
     """
+    check_key(key)
     arr = np.asarray(x_data)
     width = gan.generator.output_size
     if arr.ndim != 2 or arr.shape[1] != width:
@@ -156,10 +158,9 @@ def fit_gan(
                         (chunk, "chunk")):
         check_positive_int(value, name, "a count of steps or examples")
     d_lr = learning_rate if discriminator_learning_rate is None else discriminator_learning_rate
-    if not (learning_rate > 0 and d_lr > 0):
-        raise ValueError(f"learning rates {learning_rate!r}, {d_lr!r} are invalid; expected positive numbers.")
-    if not 0.0 <= beta1 < 1.0:
-        raise ValueError(f"beta1={beta1!r} is invalid; expected a value in [0, 1).")
+    check_number(learning_rate, "learning_rate", positive=True)
+    check_number(d_lr, "discriminator_learning_rate", positive=True)
+    check_number(beta1, "beta1", minimum=0, maximum=1, include_maximum=False)
 
     graphdef, params, rest = nnx.split(gan, nnx.Param, ...)
     gp, dp = params["generator"], params["discriminator"]

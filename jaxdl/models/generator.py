@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from analysis._checks import check_key
 from jaxdl.models.mlp import MLP
 
 OUTPUTS = ("identity", "bernoulli", "gaussian")
@@ -52,6 +53,7 @@ def sample_latent(key: jax.Array, num_samples: int, latent_size: int, dtype=jnp.
       >>> sample_latent(jax.random.key(0), 3, 2).shape
       (3, 2)
     """
+    check_key(key)
     check_positive_int(num_samples, "num_samples", "how many latent codes to draw")
     check_positive_int(latent_size, "latent_size", "the latent dimension")
     return jax.random.normal(key, (num_samples, latent_size), dtype)
@@ -83,7 +85,7 @@ def reparameterize(key: jax.Array, mean: jax.Array, log_var: jax.Array, num_samp
     """
     shape = mean.shape if num_samples is None else (check_positive_int(num_samples, "num_samples", "samples"),
                                                     *mean.shape)
-    eps = jax.random.normal(key, shape, mean.dtype)
+    eps = jax.random.normal(check_key(key), shape, mean.dtype)
     return mean + jnp.exp(0.5 * log_var) * eps
 
 

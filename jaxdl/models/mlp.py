@@ -28,7 +28,7 @@ class MLP(nnx.Module):
 
     def __init__(self, sizes: Sequence[int], *, activation: str = "tanh", rngs: nnx.Rngs, dtype=jnp.float32):
         sizes = list(sizes)
-        if len(sizes) < 2 or any((not isinstance(s, int)) or s <= 0 for s in sizes):
+        if len(sizes) < 2 or any(isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in sizes):
             raise ValueError(f"sizes={sizes} is invalid; expected at least two positive integer layer widths.")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is unknown; expected one of {sorted(ACTIVATIONS)}.")

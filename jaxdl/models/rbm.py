@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from analysis._checks import check_finite, check_key, check_number
 from jaxdl.models.generator import check_positive_int
 
 MAX_ENUMERATED_UNITS = 20
@@ -66,9 +67,9 @@ class RBM(nnx.Module):
                  visible_bias: jax.Array | None = None, dtype=jnp.float32):
         check_positive_int(num_visible, "num_visible", "the number of visible units")
         check_positive_int(num_hidden, "num_hidden", "the number of hidden units")
-        if not (math.isfinite(weight_scale) and weight_scale >= 0):
-            raise ValueError(f"weight_scale={weight_scale!r} is invalid; expected a finite value >= 0.")
+        check_number(weight_scale, "weight_scale", minimum=0)
         b = jnp.zeros((num_visible,), dtype) if visible_bias is None else jnp.asarray(visible_bias, dtype)
+        check_finite({}, (), extra={"visible_bias": b})
         if b.shape != (num_visible,):
             raise ValueError(f"visible_bias has shape {b.shape}; expected ({num_visible},).")
         self.weights = nnx.Param(weight_scale * jax.random.normal(rngs.params(), (num_visible, num_hidden), dtype))
@@ -77,6 +78,16 @@ class RBM(nnx.Module):
 
     def params(self) -> RBMParams:
         return _arrays(self)
+
+
+def check_params(params, key: Any = None, key_name: str = "key") -> RBMParams:
+    """The three parameter arrays, after checking they are finite (the message names the leaf, e.g.
+    ``params leaf 'weights'``) and, when given, that ``key`` is a single PRNG key."""
+    arrays = _arrays(params)
+    if key is not None:
+        check_key(key, key_name)
+    check_finite(arrays._asdict(), ())
+    return arrays
 
 
 def check_binary(v, name: str = "v") -> None:
@@ -109,8 +120,13 @@ def energy(params, v: jax.Array, h: jax.Array) -> jax.Array:
 
 
 def free_energy(params, v: jax.Array) -> jax.Array:
-    """F(v) = -log sum_h exp(-E(v, h)) = -b^T v - sum_j softplus(c_j + v^T W_:j)."""
-    w, b, c = _arrays(params)
+    """F(v) = -log sum_h exp(-E(v, h)) = -b^T v - sum_j softplus(c_j + v^T W_:j).
+
+    Raises:
+      ValueError: NaN/inf parameters or visible states.
+    """
+    w, b, c = check_params(params)
+    check_finite({}, (), extra={"v": v})
     return -(v @ b) - jnp.sum(jax.nn.softplus(v @ w + c), axis=-1)
 
 
@@ -135,7 +151,6 @@ def gibbs_step(params, key: jax.Array, v: jax.Array) -> jax.Array:
     return (u[..., nh:] < visible_probabilities(params, h)).astype(v.dtype)
 
 
-@partial(jax.jit, static_argnames="num_steps")
 def gibbs_chain(params, key: jax.Array, v0: jax.Array, num_steps: int) -> jax.Array:
     """Run ``num_steps`` block Gibbs steps from ``v0 (chains, visible)`` in a ``lax.scan``; returns the final state.
 
@@ -143,9 +158,19 @@ def gibbs_chain(params, key: jax.Array, v0: jax.Array, num_steps: int) -> jax.Ar
       >>> p = RBM(6, 4, rngs=nnx.Rngs(0)).params()
       >>> gibbs_chain(p, jax.random.key(1), jnp.zeros((3, 6)), 10).shape
       (3, 6)
+
+    Raises:
+      TypeError, ValueError: an invalid key, ``num_steps`` not an int >= 0, NaN/inf parameters or states.
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
         raise ValueError(f"num_steps={num_steps!r} is invalid; expected an integer >= 0.")
+    check_params(params, key)
+    check_finite({}, (), extra={"v0": v0})
+    return _gibbs_chain(params, key, v0, num_steps)
+
+
+@partial(jax.jit, static_argnames="num_steps")
+def _gibbs_chain(params, key: jax.Array, v0: jax.Array, num_steps: int) -> jax.Array:
 
     def body(v, k):
         return gibbs_step(params, k, v), None
@@ -172,10 +197,12 @@ def cd_gradient(params, key: jax.Array, v_data: jax.Array, k: int, chains: jax.A
       ``(gradient, v_k)``: an :class:`RBMParams` of ascent directions and the chains' new states.
 
     Raises:
-      ValueError: ``k < 1``; non-binary or non-finite concrete data.
+      ValueError: ``k < 1``; non-binary or non-finite concrete data; NaN/inf parameters.
+      TypeError: ``key`` is not a single PRNG key.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k={k!r} is invalid; expected an integer number of Gibbs steps >= 1.")
+    check_params(params, key)
     check_binary(v_data, "v_data")
     start = v_data if chains is None else chains
     v_k = gibbs_chain(params, key, start, k)
@@ -194,14 +221,20 @@ def binary_states(num_units: int, start: jax.Array | int, count: int, dtype=jnp.
     return ((codes[:, None] >> jnp.arange(num_units)) & 1).astype(dtype)
 
 
-@partial(jax.jit, static_argnames="block")
 def log_partition_exact(params, block: int = 4096) -> jax.Array:
     """log Z by enumerating the smaller layer: log sum_h exp(c^T h + sum_i softplus(b_i + W_i: h)) when
     hidden <= visible, else log sum_v exp(-F(v)). States are generated ``block`` at a time in ``lax.map``.
 
     Raises:
-      ValueError: the smaller layer has more than 20 units (use :func:`ais_log_partition`).
+      ValueError: the smaller layer has more than 20 units (use :func:`ais_log_partition`); NaN/inf parameters
+        (the message names the leaf); ``block`` not a positive int.
     """
+    check_positive_int(block, "block", "states enumerated at a time")
+    return _log_partition_exact(check_params(params), block)
+
+
+@partial(jax.jit, static_argnames="block")
+def _log_partition_exact(params, block: int = 4096) -> jax.Array:
     w, b, c = _arrays(params)
     nv, nh = w.shape
     n = min(nv, nh)
@@ -235,7 +268,6 @@ class AISResult(NamedTuple):
     log_weights: jax.Array
 
 
-@partial(jax.jit, static_argnames=("num_betas", "num_runs"))
 def ais_log_partition(params, key: jax.Array, *, num_betas: int = 10000, num_runs: int = 100,
                       base_visible_bias: jax.Array | None = None) -> AISResult:
     """Annealed importance sampling for log Z (sec. 18.7; Salakhutdinov and Murray 2008).
@@ -246,7 +278,8 @@ def ais_log_partition(params, key: jax.Array, *, num_betas: int = 10000, num_run
     ``E[w] = Z / Z_A``, so log Z = log Z_A + log mean w (a stochastic lower bound in expectation, by Jensen).
 
     Raises:
-      ValueError: ``num_betas < 2`` or ``num_runs < 1``.
+      ValueError: ``num_betas < 2`` or ``num_runs < 1``; NaN/inf parameters or base biases.
+      TypeError: ``key`` is not a single PRNG key.
 
     Example:
       >>> p = RBM(6, 4, rngs=nnx.Rngs(0)).params()
@@ -257,6 +290,15 @@ def ais_log_partition(params, key: jax.Array, *, num_betas: int = 10000, num_run
     if isinstance(num_betas, bool) or not isinstance(num_betas, int) or num_betas < 2:
         raise ValueError(f"num_betas={num_betas!r} is invalid; expected an integer >= 2.")
     check_positive_int(num_runs, "num_runs", "independent AIS runs")
+    check_params(params, key)
+    if base_visible_bias is not None:
+        check_finite({}, (), extra={"base_visible_bias": base_visible_bias})
+    return _ais_log_partition(params, key, num_betas=num_betas, num_runs=num_runs,
+                              base_visible_bias=base_visible_bias)
+
+
+@partial(jax.jit, static_argnames=("num_betas", "num_runs"))
+def _ais_log_partition(params, key, *, num_betas, num_runs, base_visible_bias) -> AISResult:
     w, b, c = _arrays(params)
     nv, nh = w.shape
     b_a = jnp.zeros_like(b) if base_visible_bias is None else jnp.asarray(base_visible_bias, b.dtype)
@@ -369,6 +411,7 @@ def fit_rbm(x: jax.Array, num_hidden: int, *, key: jax.Array, k: int = 1, persis
       >>> params.weights.shape
       (6, 3)
     """
+    check_key(key)
     check_binary(x, "x")
     if x_eval is not None:
         check_binary(x_eval, "x_eval")
@@ -379,9 +422,9 @@ def fit_rbm(x: jax.Array, num_hidden: int, *, key: jax.Array, k: int = 1, persis
     num_chains = batch_size if num_chains is None else check_positive_int(num_chains, "num_chains", "PCD chains")
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size={batch_size} is invalid; expected at most {x.shape[0]} examples.")
-    if not (learning_rate > 0 and 0 <= momentum < 1 and weight_decay >= 0):
-        raise ValueError(f"learning_rate={learning_rate!r}, momentum={momentum!r}, weight_decay={weight_decay!r} are "
-                         "invalid; expected learning_rate > 0, momentum in [0, 1), weight_decay >= 0.")
+    check_number(learning_rate, "learning_rate", positive=True)
+    check_number(momentum, "momentum", minimum=0, maximum=1, include_maximum=False)
+    check_number(weight_decay, "weight_decay", minimum=0)
     x = jnp.asarray(x)
     if track_log_likelihood and min(x.shape[1], num_hidden) > MAX_ENUMERATED_UNITS:
         raise ValueError(f"track_log_likelihood needs min(visible, hidden) <= {MAX_ENUMERATED_UNITS}; got "

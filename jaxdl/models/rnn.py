@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxdl.models.esn import check_leak, reservoir_matrix, to_dense
+from analysis._checks import check_number
+from jaxdl.models.esn import check_leak, check_spectral_radius, reservoir_matrix, to_dense
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
@@ -78,14 +79,14 @@ class ElmanCell(nnx.Module):
                  recurrent_init: str = "uniform", spectral_radius: float = 1.2, input_scaling: float = 1.0,
                  rngs: nnx.Rngs, dtype=jnp.float32):
         for v, k in ((in_features, "in_features"), (hidden, "hidden")):
-            if not (isinstance(v, int) and v > 0):
+            if isinstance(v, bool) or not (isinstance(v, int) and v > 0):
                 raise ValueError(f"{k}={v!r} is invalid; expected a positive integer.")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is unknown; expected one of {sorted(ACTIVATIONS)}.")
         if recurrent_init not in RECURRENT_INITS:
             raise ValueError(f"recurrent_init={recurrent_init!r} is unknown; expected one of {RECURRENT_INITS}.")
-        if not (isinstance(spectral_radius, (int, float)) and spectral_radius > 0):
-            raise ValueError(f"spectral_radius={spectral_radius!r} is invalid; expected a positive number.")
+        check_spectral_radius(spectral_radius)
+        check_number(input_scaling, "input_scaling", positive=True)
         self.leak, self.activation = check_leak(leak), activation
         bound = 1.0 / hidden**0.5
         k_x, k_h, k_b = rngs.params(), rngs.params(), rngs.params()

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from analysis._checks import check_key, check_number
 from jaxdl.models.generator import (Generator, check_positive_int, check_sizes, diagonal_normal_log_prob,
                                     reparameterize)
 from jaxdl.models.mlp import MLP
@@ -223,6 +224,7 @@ def fit_vae(
       >>> hist.train_negative_elbo.shape
       (2,)
     """
+    check_key(key)
     check_data(x_train, model.input_size, model.likelihood, "x_train")
     if x_test is not None:
         check_data(x_test, model.input_size, model.likelihood, "x_test")
@@ -231,8 +233,7 @@ def fit_vae(
     check_positive_int(eval_samples, "eval_samples", "z samples per example when evaluating the ELBO")
     if batch_size > x_train.shape[0]:
         raise ValueError(f"batch_size={batch_size} is invalid; expected at most {x_train.shape[0]} examples.")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate={learning_rate!r} is invalid; expected a positive number.")
+    check_number(learning_rate, "learning_rate", positive=True)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = optax.adam(learning_rate).init(params)
     train_hist, test_hist = [], []
