@@ -112,20 +112,3 @@ def get_experiment(name: str) -> Experiment:
         raise KeyError(f"unknown experiment {name!r}; available: {', '.join(sorted(EXPERIMENTS)) or '(none)'}.")
     return EXPERIMENTS[name]
 
-
-def register(name: str, summary: str):  # TRANSITIONAL: removed once every experiment has measure/verdict/figures
-    def deco(fn):
-        def measure(*, seed, quick):
-            return {"_result": fn(seed=seed, quick=quick)}
-
-        def verdict(m):
-            return Verdict(m["_result"].passed, m["_result"].verdict)
-
-        def figures(m):
-            r = m["_result"]
-            return {k: (f, r.captions.get(k, k)) for k, f in r.figures.items()}
-
-        experiment(name, summary=summary, claim="", measure=measure, verdict=verdict, figures=figures)
-        return fn
-
-    return deco
