@@ -26,7 +26,7 @@ def test_registered_names_and_readme_table():
                "inexact-gradients": inexact_gradients, "initialization": initialization, "landscapes": landscapes}
     table = README.read_text()
     for name, module in modules.items():
-        assert EXPERIMENTS[name].run is module.run, name
+        assert EXPERIMENTS[name] is module.EXPERIMENT, name
     for name, experiment in EXPERIMENTS.items():  # every registered experiment, not only these six
         summary = experiment.summary.replace("|", "\\|")
         assert f"| `{name}` | {summary} |" in table, name
@@ -35,7 +35,7 @@ def test_registered_names_and_readme_table():
 # --- Saddle points and the index (sec. 8.2.3) -------------------------------------------------------------------
 
 def test_saddles_quick():
-    r = saddles.run(quick=True)
+    r = saddles.EXPERIMENT.run(quick=True)
     census, toy, net = r.metrics["census"], r.metrics["toy_saddle"], r.metrics["network_saddle"]
     assert r.passed, r.verdict
     assert len(census["critical_points"]) >= 6 and all(c["grad_norm"] <= 1e-9 for c in census["critical_points"])
@@ -90,7 +90,7 @@ def test_saddle_helper_errors():
 def test_local_minima_quick():
     from scipy.optimize import minimize
 
-    r = local_minima.run(quick=True)
+    r = local_minima.EXPERIMENT.run(quick=True)
     assert r.passed, r.verdict
     sig, relu = r.metrics["sigmoid_unit"], r.metrics["dead_relu_network"]
     glob, local = sig["minima"][0], sig["minima"][-1]
@@ -124,7 +124,7 @@ def test_perturbation_test_sign():
 # --- Cliffs (sec. 8.2.4) ----------------------------------------------------------------------------------------
 
 def test_cliffs_quick():
-    r = cliffs.run(quick=True)
+    r = cliffs.EXPERIMENT.run(quick=True)
     assert r.passed, r.verdict
     lr, clip = r.metrics["setting"]["learning_rate"], r.metrics["setting"]["clip_norm"]
     plain, clipped = (np.array(r.metrics["first_step_length"][k]) for k in ("plain", "clipped"))
@@ -153,7 +153,7 @@ def test_cliff_separatrix_brackets_the_sign_change():
 # --- Inexact gradients (sec. 8.2.6) -----------------------------------------------------------------------------
 
 def test_inexact_gradients_quick():
-    r = inexact_gradients.run(quick=True)
+    r = inexact_gradients.EXPERIMENT.run(quick=True)
     assert r.passed, r.verdict
     for stage, check in r.metrics["checks"].items():
         assert check["max_z_variance"] < 4 and check["slope_ok"], stage
@@ -227,7 +227,7 @@ def test_minibatch_gradient_is_the_mean_of_per_example_gradients(x64):
 # --- Initialization (sec. 8.2.7) --------------------------------------------------------------------------------
 
 def test_initialization_quick():
-    r = initialization.run(quick=True)
+    r = initialization.EXPERIMENT.run(quick=True)
     assert r.passed, r.verdict
     gaps, moved = r.metrics["max_column_gap_hidden_layers"], r.metrics["max_weight_change"]
     for name in ("zeros, tanh", "zeros, ReLU"):
@@ -275,7 +275,7 @@ def test_initialize_mlp_and_helpers():
 # --- Loss landscapes --------------------------------------------------------------------------------------------
 
 def test_landscapes_quick():
-    r = landscapes.run(quick=True)
+    r = landscapes.EXPERIMENT.run(quick=True)
     assert r.passed, r.verdict
     interp, hs, surf = r.metrics["interpolation"], r.metrics["hessian_slices"], r.metrics["surface_2d"]
     assert interp["monotone"] and interp["loss_trained"] < 0.1 * interp["loss_init"]

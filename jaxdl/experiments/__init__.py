@@ -1,13 +1,15 @@
 """Experiments, one file per claim of the textbook material, registered by name for ``jaxdl experiment NAME``.
 
-Importing this package imports every experiment module so that each registers itself.
+Each module measures one claim (``measure``), judges it from the numbers alone (``verdict``) and draws them
+(``figures``); importing this package imports every module so that each registers itself.
 """
 
 from jaxdl.experiments._registry import EXPERIMENTS as EXPERIMENTS
 from jaxdl.experiments._registry import Experiment as Experiment
 from jaxdl.experiments._registry import ExperimentResult as ExperimentResult
 from jaxdl.experiments._registry import get_experiment as get_experiment
-from jaxdl.experiments._registry import register as register
+from jaxdl.experiments._registry import Verdict as Verdict
+from jaxdl.experiments._registry import experiment as experiment
 
 # Experiment modules (each registers itself on import); one line per module.
 from jaxdl.experiments import ill_conditioning as ill_conditioning  # noqa: F401
@@ -42,4 +44,4 @@ from jaxdl.experiments import inexact_gradients as inexact_gradients  # noqa: F4
 from jaxdl.experiments import initialization as initialization  # noqa: F401
 from jaxdl.experiments import landscapes as landscapes  # noqa: F401
 
-__all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "get_experiment", "register"]
+__all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "Verdict", "experiment", "get_experiment"]

@@ -16,7 +16,7 @@ from flax import nnx
 
 from jaxdl.data import digits, digits_full
 from jaxdl.experiments._feedforward import figure, fit, fit_lbfgs
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import Autoencoder, autoencoder_split, principal_angle_cosines, reconstruction_error
 
 CLAIM = ("Deep Learning sec. 14.1: an undercomplete linear autoencoder with mean squared error learns the same "
@@ -58,35 +58,6 @@ def train_nonlinear(x: jax.Array, k: int, hidden: int, *, steps: int, seed: int)
     return fns, params, losses
 
 
-@register("autoencoder-pca", "sec. 14.1: a linear undercomplete autoencoder learns the PCA subspace (digits, k=10)")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
-    k = 10
-    lbfgs_steps = 1000
-    adam_steps = 6000
-    x, _ = digits_full()
-    components, (pca_mse,) = pca_reference(np.asarray(x, np.float64), k)
-    fns, params, losses = train_linear(x, k, steps=lbfgs_steps, seed=seed)
-    linear_mse = float(reconstruction_error(x, fns.apply(params, x)))
-    decoder = nnx.to_pure_dict(params)["decoder"][0]["kernel"]  # (k, d): rows span the decoder's image
-    cosines = np.asarray(principal_angle_cosines(decoder.T, jnp.asarray(components, decoder.dtype)))
-    rel = linear_mse / pca_mse - 1.0
-
-    split = _split_comparison(k, lbfgs_steps, adam_steps, seed) if not quick else None
-    passed = abs(rel) < 1e-3 and cosines.min() > 0.999
-    verdict = (f"Linear autoencoder, k={k}, all 1,797 digits: MSE {linear_mse:.5f} vs PCA {pca_mse:.5f} (relative "
-               f"difference {rel:+.1e}); principal-angle cosines with PCA's top-{k} subspace min {cosines.min():.6f}.")
-    if split is not None:
-        verdict += (f" Train/test split: nonlinear autoencoder (64-128-10-128-64, tanh) MSE "
-                    f"{split['nonlinear_train']:.5f}/{split['nonlinear_test']:.5f}, PCA {split['pca_train']:.5f}/"
-                    f"{split['pca_test']:.5f}, linear autoencoder test {split['linear_test']:.5f}.")
-    metrics = {"k": k, "lbfgs_steps": lbfgs_steps, "adam_steps": adam_steps,
-               "linear": {"mse": linear_mse, "pca_mse": pca_mse, "relative_difference": rel,
-                          "principal_angle_cosines": cosines.tolist()},
-               "split": {kk: v for kk, v in (split or {}).items() if kk not in ("fns", "params", "losses")}}
-    return ExperimentResult("autoencoder-pca", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(losses, pca_mse, cosines, components, x, fns, params, split))
-
-
 def _split_comparison(k: int, lbfgs_steps: int, adam_steps: int, seed: int) -> dict:
     """Nonlinear undercomplete autoencoder, linear autoencoder and PCA, all fitted on the training split."""
     data = digits(seed=seed)
@@ -100,11 +71,57 @@ def _split_comparison(k: int, lbfgs_steps: int, adam_steps: int, seed: int) -> d
             "nonlinear_test": nl_test, "fns": nfns, "params": nparams, "losses": np.asarray(nlosses)}
 
 
-def _figures(losses, pca_mse, cosines, components, x, fns, params, split):
-    fig, (ax0, ax1) = figure(2)
-    ax0.semilogy(np.maximum(np.asarray(losses) / pca_mse - 1.0, 1e-9), label="linear AE (L-BFGS), all digits")
+def measure(*, seed: int, quick: bool) -> dict:
+    """Linear autoencoder against PCA on all digits; outside quick mode also the train/test comparison."""
+    k = 10
+    lbfgs_steps = 1000
+    adam_steps = 6000
+    x, _ = digits_full()
+    components, (pca_mse,) = pca_reference(np.asarray(x, np.float64), k)
+    fns, params, losses = train_linear(x, k, steps=lbfgs_steps, seed=seed)
+    linear_mse = float(reconstruction_error(x, fns.apply(params, x)))
+    decoder = nnx.to_pure_dict(params)["decoder"][0]["kernel"]  # (k, d): rows span the decoder's image
+    cosines = np.asarray(principal_angle_cosines(decoder.T, jnp.asarray(components, decoder.dtype)))
+    rel = linear_mse / pca_mse - 1.0
+
+    split = _split_comparison(k, lbfgs_steps, adam_steps, seed) if not quick else None
+    sample = x[:1]
+    images = {"input": np.asarray(sample).reshape(8, 8),
+              "linear AE": np.asarray(fns.apply(params, sample)).reshape(8, 8)}
     if split is not None:
-        ax0.semilogy(np.maximum(split["losses"] / split["pca_train"] - 1.0, 1e-9),
+        images["nonlinear AE"] = np.asarray(split["fns"].apply(split["params"], sample)).reshape(8, 8)
+    return {"k": k, "lbfgs_steps": lbfgs_steps, "adam_steps": adam_steps,
+            "linear": {"mse": linear_mse, "pca_mse": pca_mse, "relative_difference": rel,
+                       "principal_angle_cosines": cosines.tolist()},
+            "split": {kk: v for kk, v in (split or {}).items() if kk not in ("fns", "params", "losses")},
+            "linear_losses": np.asarray(losses),
+            "nonlinear_losses": split["losses"] if split is not None else None,
+            "reconstructions": images,
+            "first_component": np.asarray(components[:, 0]).reshape(8, 8)}
+
+
+def verdict(m: dict) -> Verdict:
+    """The linear autoencoder's error within 0.1% of PCA's and every principal-angle cosine above 0.999."""
+    k, lin, split = m["k"], m["linear"], m["split"]
+    rel, cos_min = lin["relative_difference"], min(lin["principal_angle_cosines"])
+    passed = abs(rel) < 1e-3 and cos_min > 0.999
+    text = (f"Linear autoencoder, k={k}, all 1,797 digits: MSE {lin['mse']:.5f} vs PCA {lin['pca_mse']:.5f} (relative "
+            f"difference {rel:+.1e}); principal-angle cosines with PCA's top-{k} subspace min {cos_min:.6f}.")
+    if split:
+        text += (f" Train/test split: nonlinear autoencoder (64-128-10-128-64, tanh) MSE "
+                 f"{split['nonlinear_train']:.5f}/{split['nonlinear_test']:.5f}, PCA {split['pca_train']:.5f}/"
+                 f"{split['pca_test']:.5f}, linear autoencoder test {split['linear_test']:.5f}.")
+    return Verdict(bool(passed), text)
+
+
+def figures(m: dict) -> dict:
+    """Training curves relative to PCA, principal-angle cosines, and a digit with its reconstructions."""
+    pca_mse, cosines = m["linear"]["pca_mse"], np.asarray(m["linear"]["principal_angle_cosines"])
+    fig, (ax0, ax1) = figure(2)
+    ax0.semilogy(np.maximum(np.asarray(m["linear_losses"]) / pca_mse - 1.0, 1e-9),
+                 label="linear AE (L-BFGS), all digits")
+    if m["nonlinear_losses"] is not None:
+        ax0.semilogy(np.maximum(np.asarray(m["nonlinear_losses"]) / m["split"]["pca_train"] - 1.0, 1e-9),
                      label="nonlinear AE (Adam), train split")
     ax0.axhline(1e-3, color="k", ls="--", lw=1, label="0.1% of PCA")
     ax0.set_xlabel("optimizer step")
@@ -117,19 +134,18 @@ def _figures(losses, pca_mse, cosines, components, x, fns, params, split):
     ax1.set_ylabel("cosine")
     ax1.set_title("decoder span vs PCA subspace")
     fig2, axes = figure(4, width=2.2, height=2.4)
-    sample = x[:1]
-    images = [(sample, "input"), (fns.apply(params, sample), "linear AE")]
-    if split is not None:
-        images.append((split["fns"].apply(split["params"], sample), "nonlinear AE"))
-    for ax, (img, title) in zip(axes, images):
-        ax.imshow(np.asarray(img).reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+    for ax, (title, img) in zip(axes, m["reconstructions"].items()):
+        ax.imshow(np.asarray(img), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
-    axes[3].imshow(np.asarray(components[:, 0]).reshape(8, 8), cmap="coolwarm")
+    axes[3].imshow(np.asarray(m["first_component"]), cmap="coolwarm")
     axes[3].set_title("1st principal component", fontsize=9)
     for ax in axes:
         ax.axis("off")
-    figures = {"autoencoder_pca": fig, "autoencoder_pca_reconstructions": fig2}
-    captions = {"autoencoder_pca": "Left: training curves relative to PCA's error. Right: cosines of the principal "
-                                   "angles between the linear decoder's span and PCA's top-k subspace.",
-                "autoencoder_pca_reconstructions": "A digit, its reconstructions (k = 10), the first component."}
-    return figures, captions
+    return {"autoencoder_pca": (fig, "Left: training curves relative to PCA's error. Right: cosines of the principal "
+                                     "angles between the linear decoder's span and PCA's top-k subspace."),
+            "autoencoder_pca_reconstructions": (fig2, "A digit, its reconstructions (k = 10), the first component.")}
+
+
+EXPERIMENT = experiment(
+    "autoencoder-pca", summary="sec. 14.1: a linear undercomplete autoencoder learns the PCA subspace (digits, k=10)",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -18,7 +18,7 @@ from flax import nnx
 from jaxdl.backprop import backprop, sgd, sgd_fit
 from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, split
 from jaxdl.output import median_time
 from jaxdl.train import accuracy
@@ -53,8 +53,8 @@ def gradient_errors(sizes, x, y, *, seed: int, weight_decay: float, dtype) -> di
     return errors
 
 
-@register("backprop", "sec. 6.5 / 8.3: hand-written backprop equals jax.grad; SGD consumes either gradient identically")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Gradient errors in float32 and float64, two SGD runs differing only in the gradient, and gradient timings."""
     sizes = (64, 64, 32, 10) if quick else (64, 128, 64, 10)
     seeds = 1 if quick else 5
     epochs = 8 if quick else 30
@@ -93,24 +93,36 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
 
     # SGD must also train: the last epoch's mean loss well below the first's.
     per_epoch = runs["backprop"]["losses"].reshape(epochs, -1).mean(axis=1)
-    passed = (worst["float64"] < 1e-12 and worst["float32"] < 1e-4 and loss_gap < 1e-3
-              and per_epoch[-1] < 0.5 * per_epoch[0])
-    verdict = (f"Largest relative gradient error, hand-written vs jax.grad, over {seeds} seeds and every layer: "
-               f"{worst['float64']:.1e} in float64, {worst['float32']:.1e} in float32. SGD ({epochs} epochs, batch "
-               f"32) with either gradient: largest per-step loss difference {loss_gap:.1e}, mean epoch loss "
-               f"{per_epoch[0]:.3f} -> {per_epoch[-1]:.3f}, test accuracy "
-               f"{runs['backprop']['test_accuracy']:.4f} (backprop) vs {runs['jax.grad']['test_accuracy']:.4f} "
-               f"(jax.grad). One full-batch gradient: {t_bp * 1e3:.2f} ms by hand, {t_ad * 1e3:.2f} ms by jax.grad.")
-    metrics = {
+    return {
         "sizes": list(sizes), "weight_decay": weight_decay, "relative_errors": errors, "worst_relative_error": worst,
         "sgd": {k: {kk: vv for kk, vv in v.items() if kk != "losses"} for k, v in runs.items()},
         "sgd_max_loss_difference": loss_gap, "sgd_epochs": epochs,
         "gradient_time_ms": {"backprop": t_bp * 1e3, "jax.grad": t_ad * 1e3},
+        "seeds": seeds,
+        "sgd_epoch_mean_loss": per_epoch,
+        "sgd_losses": {k: v["losses"] for k, v in runs.items()},
     }
-    return ExperimentResult("backprop", CLAIM, bool(passed), verdict, metrics, *_figures(errors, runs))
 
 
-def _figures(errors, runs):
+def verdict(m: dict) -> Verdict:
+    """Hand-written gradients match jax.grad to float tolerance, and SGD gives one trajectory with either and trains."""
+    worst, loss_gap, per_epoch, sgd = (m["worst_relative_error"], m["sgd_max_loss_difference"],
+                                       m["sgd_epoch_mean_loss"], m["sgd"])
+    passed = (worst["float64"] < 1e-12 and worst["float32"] < 1e-4 and loss_gap < 1e-3
+              and per_epoch[-1] < 0.5 * per_epoch[0])
+    text = (f"Largest relative gradient error, hand-written vs jax.grad, over {m['seeds']} seeds and every layer: "
+            f"{worst['float64']:.1e} in float64, {worst['float32']:.1e} in float32. SGD ({m['sgd_epochs']} epochs, "
+            f"batch 32) with either gradient: largest per-step loss difference {loss_gap:.1e}, mean epoch loss "
+            f"{per_epoch[0]:.3f} -> {per_epoch[-1]:.3f}, test accuracy "
+            f"{sgd['backprop']['test_accuracy']:.4f} (backprop) vs {sgd['jax.grad']['test_accuracy']:.4f} "
+            f"(jax.grad). One full-batch gradient: {m['gradient_time_ms']['backprop']:.2f} ms by hand, "
+            f"{m['gradient_time_ms']['jax.grad']:.2f} ms by jax.grad.")
+    return Verdict(bool(passed), text)
+
+
+def figures(m: dict) -> dict:
+    """Worst relative error per parameter leaf, and the SGD losses with either gradient."""
+    errors = m["relative_errors"]
     fig, (ax0, ax1) = figure(2)
     names = [k for k in errors["float32"][0] if k != "loss"]
     for i, dtype in enumerate(("float32", "float64")):
@@ -122,12 +134,18 @@ def _figures(errors, runs):
     ax0.set_title("hand-written backward pass")
     ax0.legend(loc="center right")
     for name, style in (("backprop", "-"), ("jax.grad", "--")):
-        losses = runs[name]["losses"]
+        losses = np.asarray(m["sgd_losses"][name])
         ax1.semilogy(np.arange(losses.size), losses, style, lw=1, label=f"SGD with {name}")
     ax1.set_xlabel("SGD step")
     ax1.set_ylabel("minibatch loss (log)")
     ax1.set_title("same key, either gradient")
     ax1.legend()
-    caption = ("Left: worst relative error per parameter leaf of the hand-written gradient against jax.grad. "
-               "Right: SGD minibatch losses with the two gradient functions (the curves coincide).")
-    return {"backprop_vs_autodiff": fig}, {"backprop_vs_autodiff": caption}
+    return {"backprop_vs_autodiff": (fig, "Left: worst relative error per parameter leaf of the hand-written gradient "
+                                          "against jax.grad. Right: SGD minibatch losses with the two gradient "
+                                          "functions (the curves coincide).")}
+
+
+EXPERIMENT = experiment(
+    "backprop",
+    summary="sec. 6.5 / 8.3: hand-written backprop equals jax.grad; SGD consumes either gradient identically",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

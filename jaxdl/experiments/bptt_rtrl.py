@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
 from jaxdl.experiments._recurrent import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.rnn import CellParams, elman_step
 from jaxdl.output import median_time
 from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
@@ -113,8 +113,8 @@ def crossover_length(bptt_bytes, rtrl_bytes, lengths) -> float:
     return float((np.mean(rtrl_bytes) - a) / b) if b > 0 else float("inf")
 
 
-@register("bptt-rtrl", "sec. 10.2.2: RTRL = BPTT gradients (float64 and float32); time O(n^4) vs memory O(T n)")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Gradient agreement over seeds, and compiled flops, scratch memory and wall time per width and length."""
     # Every (width, length) pair is a compilation: quick mode measures one width.
     seeds = 2 if quick else 5
     widths = (8,) if quick else (4, 8, 16, 32, 64)
@@ -128,31 +128,36 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     slope_rtrl, slope_bptt = loglog_slope(widths[-2:], t_rtrl[-2:]), loglog_slope(widths[-2:], t_bptt[-2:])
     flops = {k: np.array([r["flops"][k][0] for r in rows]) for k in ("bptt", "rtrl")}
     flop_slope = {k: loglog_slope(widths[-2:], v[-2:]) for k, v in flops.items()}
-    crossover_slope = loglog_slope(widths, crossover)
+    return {"gradient_relative_error": errs, "widths": list(widths), "lengths": list(lengths), "costs": rows,
+            "crossover_length": crossover, "crossover_slope": loglog_slope(widths, crossover),
+            "slope_rtrl": slope_rtrl, "slope_bptt": slope_bptt,
+            "flops_per_step": {k: v.tolist() for k, v in flops.items()}, "flop_slope": flop_slope, "quick": quick}
+
+
+def verdict(m: dict) -> Verdict:
+    """Gradients agree, RTRL is slower, its memory flat in T and BPTT's growing; full runs also check the slopes."""
+    errs, widths, lengths, rows = m["gradient_relative_error"], m["widths"], m["lengths"], m["costs"]
+    flops, flop_slope, crossover_slope = m["flops_per_step"], m["flop_slope"], m["crossover_slope"]
+    t_bptt, t_rtrl = rows[-1]["time_s"]["bptt"], rows[-1]["time_s"]["rtrl"]
     rtrl_flat = [max(r["temp_bytes"]["rtrl"]) / max(1, min(r["temp_bytes"]["rtrl"])) for r in rows]
     bptt_growth = [r["temp_bytes"]["bptt"][-1] / max(1, r["temp_bytes"]["bptt"][0]) for r in rows]
     scaling = (3.5 <= flop_slope["rtrl"] <= 4.5 and 1.5 <= flop_slope["bptt"] <= 2.5
                and 1.5 <= crossover_slope <= 2.5)
-    passed = (max(errs["float64"]) <= 1e-10 and max(errs["float32"]) <= 1e-4 and t_rtrl[-1] > t_bptt[-1]
+    passed = (max(errs["float64"]) <= 1e-10 and max(errs["float32"]) <= 1e-4 and t_rtrl > t_bptt
               and all(f <= 1.5 for f in rtrl_flat) and all(g >= 2.0 for g in bptt_growth)
-              and (quick or scaling))
-    verdict = (f"RTRL vs BPTT gradient, max relative error over {seeds} seeds: float64 {max(errs['float64']):.1e}, "
-               f"float32 {max(errs['float32']):.1e}. Time per gradient at T={lengths[0]}, n={widths[-1]}: RTRL "
-               f"{t_rtrl[-1] * 1e3:.1f} ms vs BPTT {t_bptt[-1] * 1e3:.2f} ms ({t_rtrl[-1] / t_bptt[-1]:.0f}x); "
-               f"log-log slope over the two largest widths: RTRL {slope_rtrl:.2f}, BPTT {slope_bptt:.2f} (BPTT's "
-               f"time is per-step overhead at these widths). XLA flops per step at n={widths[-1]}: RTRL "
-               f"{flops['rtrl'][-1]:.3g} vs BPTT {flops['bptt'][-1]:.3g}, slopes {flop_slope['rtrl']:.2f} (n^4) and "
-               f"{flop_slope['bptt']:.2f} (n^2). "
-               f"Compiled scratch memory from T={lengths[0]} to {lengths[-1]}: BPTT x{min(bptt_growth):.1f}-"
-               f"{max(bptt_growth):.1f}, RTRL x{max(rtrl_flat):.2f} at most; memory crossover length "
-               + ", ".join(f"n={n}: T={c:.0f}" for n, c in zip(widths, crossover))
-               + f" (log-log slope {crossover_slope:.2f} against n; n^2 predicts 2).")
-    metrics = {"gradient_relative_error": errs, "widths": list(widths), "lengths": list(lengths), "costs": rows,
-               "crossover_length": crossover, "crossover_slope": crossover_slope, "slope_rtrl": slope_rtrl,
-               "slope_bptt": slope_bptt, "flops_per_step": {k: v.tolist() for k, v in flops.items()},
-               "flop_slope": flop_slope}
-    return ExperimentResult("bptt-rtrl", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(errs, rows, widths, lengths, crossover))
+              and (m["quick"] or scaling))
+    text = (f"RTRL vs BPTT gradient, max relative error over {len(errs['float64'])} seeds: float64 "
+            f"{max(errs['float64']):.1e}, float32 {max(errs['float32']):.1e}. Time per gradient at T={lengths[0]}, "
+            f"n={widths[-1]}: RTRL {t_rtrl * 1e3:.1f} ms vs BPTT {t_bptt * 1e3:.2f} ms ({t_rtrl / t_bptt:.0f}x); "
+            f"log-log slope over the two largest widths: RTRL {m['slope_rtrl']:.2f}, BPTT {m['slope_bptt']:.2f} "
+            f"(BPTT's time is per-step overhead at these widths). XLA flops per step at n={widths[-1]}: RTRL "
+            f"{flops['rtrl'][-1]:.3g} vs BPTT {flops['bptt'][-1]:.3g}, slopes {flop_slope['rtrl']:.2f} (n^4) and "
+            f"{flop_slope['bptt']:.2f} (n^2). "
+            f"Compiled scratch memory from T={lengths[0]} to {lengths[-1]}: BPTT x{min(bptt_growth):.1f}-"
+            f"{max(bptt_growth):.1f}, RTRL x{max(rtrl_flat):.2f} at most; memory crossover length "
+            + ", ".join(f"n={n}: T={c:.0f}" for n, c in zip(widths, m["crossover_length"]))
+            + f" (log-log slope {crossover_slope:.2f} against n; n^2 predicts 2).")
+    return Verdict(bool(passed), text)
 
 
 def _log_ticks(axis, values):
@@ -162,7 +167,9 @@ def _log_ticks(axis, values):
     axis.set_minor_formatter(NullFormatter())
 
 
-def _figures(errs, rows, widths, lengths, crossover):
+def figures(m: dict) -> dict:
+    """Time, flops, memory and memory crossover against width and length; the gradient agreement per seed."""
+    errs, rows, widths, lengths = m["gradient_relative_error"], m["costs"], m["widths"], m["lengths"]
     fig, axes = figure(4, width=4.2)
     ns = np.array(widths, float)
     ax = axes[0]
@@ -194,7 +201,7 @@ def _figures(errs, rows, widths, lengths, crossover):
     ax.set_title("memory: BPTT grows with T, RTRL does not")
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     ax = axes[3]
-    cross = np.asarray(crossover)
+    cross = np.asarray(m["crossover_length"])
     ax.loglog(ns, cross, "o-", label="measured crossover")
     ax.loglog(ns, cross[-1] * (ns / ns[-1]) ** 2, "k:", label="slope 2 (n^2)")
     ax.set_xlabel("hidden units n")
@@ -211,9 +218,15 @@ def _figures(errs, rows, widths, lengths, crossover):
     ax.set_ylabel("max |g_RTRL - g_BPTT| / max |g_BPTT| (log)")
     ax.set_title("RTRL reproduces BPTT")
     ax.legend(fontsize=8)
-    return ({"rtrl_cost": fig, "rtrl_agreement": fig2},
-            {"rtrl_cost": "From left: wall time per gradient against width (RTRL approaches slope 4; BPTT is "
-                          "overhead-bound); XLA's flop count of one time step (slopes 4 and 2); compiled scratch "
-                          "memory against sequence length; the length where BPTT starts to need more memory than "
-                          "RTRL.",
-             "rtrl_agreement": "Relative difference between the RTRL and BPTT gradients, one dot per seed."})
+    return {
+        "rtrl_cost": (fig, "From left: wall time per gradient against width (RTRL approaches slope 4; BPTT is "
+                           "overhead-bound); XLA's flop count of one time step (slopes 4 and 2); compiled scratch "
+                           "memory against sequence length; the length where BPTT starts to need more memory than "
+                           "RTRL."),
+        "rtrl_agreement": (fig2, "Relative difference between the RTRL and BPTT gradients, one dot per seed."),
+    }
+
+
+EXPERIMENT = experiment(
+    "bptt-rtrl", summary="sec. 10.2.2: RTRL = BPTT gradients (float64 and float32); time O(n^4) vs memory O(T n)",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

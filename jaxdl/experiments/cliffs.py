@@ -23,7 +23,7 @@ import optax
 
 import analysis
 from jaxdl.experiments._feedforward import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.train import make_optimizer
 
 CLAIM = ("Deep Learning sec. 8.2.4: a deep multiplicative chain has cliffs, where the gradient explodes and a plain "
@@ -116,9 +116,15 @@ def _values_and_grads(loss_fn, points, h0, target):
     return jax.vmap(lambda p: jax.value_and_grad(loss_fn)(p, h0, target))(points)
 
 
-@register("cliffs", "sec. 8.2.4: on the cliff of a recurrent chain a plain step jumps far off; clipping the gradient "
-          "norm keeps the step close")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _plot_data(values, digits: int = 5) -> np.ndarray:
+    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short
+    in ``results.json``)."""
+    a = np.asarray(values, np.float64)
+    return np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """Locate starts on the wall, run plain and clipped SGD from each; the slice, surface and curves to plot."""
     length, learning_rate, clip_norm = 40, 0.1, 1.0
     count, steps = (4, 100) if quick else (24, 300)
     with jax.enable_x64(True):
@@ -150,9 +156,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     first = {k: np.linalg.norm(paths[k][:, 0] - start_xy, axis=1) for k in paths}
     far = {k: np.linalg.norm(paths[k][:, -1] - start_xy, axis=1) for k in paths}
     final = {k: losses[k][:, -1] for k in paths}
-    ratio = float(np.median(first["plain"] / first["clipped"]))
-    clipped_better = float(np.mean(final["clipped"] < final["plain"]))
-    metrics = {
+    return {
         "setting": {"length": length, "learning_rate": learning_rate, "clip_norm": clip_norm, "steps": steps,
                     "starts": count, "h0": H0, "target": TARGET},
         "starts": {"w": np.asarray(ws).tolist(), "b_wall": bc.tolist(), "distance_to_wall": deltas.tolist(),
@@ -160,28 +164,43 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         "plateau_grad_norm": {"offset_from_wall": PLATEAU_OFFSET, "min": float(plateau.min()),
                               "median": float(np.median(plateau)), "max": float(plateau.max())},
         "first_step_length": {k: v.tolist() for k, v in first.items()},
-        "median_first_step_ratio_plain_over_clipped": ratio,
+        "median_first_step_ratio_plain_over_clipped": float(np.median(first["plain"] / first["clipped"])),
         "grad_norm_after_plain_step": g_after.tolist(),
         "final_distance_from_start": {k: v.tolist() for k, v in far.items()},
         "final_loss": {k: v.tolist() for k, v in final.items()},
-        "fraction_clipped_lower_final_loss": clipped_better,
+        "fraction_clipped_lower_final_loss": float(np.mean(final["clipped"] < final["plain"])),
+        # Plot data: the slice and surface around the first start, its two paths, and every loss curve.
+        "plot": {**slice_data, "start": start_xy[0], "first_start_paths": {k: v[0] for k, v in paths.items()},
+                 "loss_curves": {k: _plot_data(v) for k, v in losses.items()}},
     }
-    passed = bool(g0.min() >= 100 * np.median(plateau)
+
+
+def verdict(m: dict) -> Verdict:
+    """Wall gradients far above the plateaus, plain steps far longer than clipped ones, clipping ends lower."""
+    setting, plateau = m["setting"], m["plateau_grad_norm"]
+    length, learning_rate, clip_norm = setting["length"], setting["learning_rate"], setting["clip_norm"]
+    count, steps = setting["starts"], setting["steps"]
+    g0, g_after = np.asarray(m["starts"]["grad_norm"]), np.asarray(m["grad_norm_after_plain_step"])
+    first = {k: np.asarray(v) for k, v in m["first_step_length"].items()}
+    far = {k: np.asarray(v) for k, v in m["final_distance_from_start"].items()}
+    final = {k: np.asarray(v) for k, v in m["final_loss"].items()}
+    ratio, clipped_better = m["median_first_step_ratio_plain_over_clipped"], m["fraction_clipped_lower_final_loss"]
+    passed = bool(g0.min() >= 100 * plateau["median"]
                   and np.all(first["clipped"] <= learning_rate * clip_norm * (1 + 1e-9))
                   and np.all(first["plain"] >= 100 * first["clipped"])
                   and np.all(far["clipped"] < 2.0) and np.median(far["plain"]) > 10.0
                   and clipped_better >= 0.75)
-    verdict = (
+    text = (
         f"{count} starts on the wall of the T={length} tanh chain, gradient norms {g0.min():.3g} to {g0.max():.3g} "
-        f"(at b = b_wall +/- {PLATEAU_OFFSET} on the plateaus: {plateau.min():.2g} to {plateau.max():.2g}, median "
-        f"{np.median(plateau):.2g}). One SGD step of rate {learning_rate}: plain moves the parameters by "
-        f"{np.median(first['plain']):.3g} (median; {ratio:.0f}x the clipped step), landing where the gradient norm "
-        f"is {np.median(g_after):.2g} (median); clipped at norm {clip_norm} moves {np.max(first['clipped']):.3g}. "
-        f"After {steps} steps the clipped runs are within {np.max(far['clipped']):.3g} of their start with median "
-        f"loss {np.median(final['clipped']):.2e}, the plain runs {np.median(far['plain']):.3g} away with median loss "
-        f"{np.median(final['plain']):.3g}; clipping ends lower in {clipped_better:.0%} of starts.")
-    figures, captions = _figures(slice_data, paths, start_xy, first, losses, learning_rate)
-    return ExperimentResult("cliffs", CLAIM, passed, verdict, metrics, figures, captions)
+        f"(at b = b_wall +/- {plateau['offset_from_wall']} on the plateaus: {plateau['min']:.2g} to "
+        f"{plateau['max']:.2g}, median {plateau['median']:.2g}). One SGD step of rate {learning_rate}: plain moves "
+        f"the parameters by {np.median(first['plain']):.3g} (median; {ratio:.0f}x the clipped step), landing where "
+        f"the gradient norm is {np.median(g_after):.2g} (median); clipped at norm {clip_norm} moves "
+        f"{np.max(first['clipped']):.3g}. After {steps} steps the clipped runs are within {np.max(far['clipped']):.3g} "
+        f"of their start with median loss {np.median(final['clipped']):.2e}, the plain runs "
+        f"{np.median(far['plain']):.3g} away with median loss {np.median(final['plain']):.3g}; clipping ends lower in "
+        f"{clipped_better:.0%} of starts.")
+    return Verdict(passed, text)
 
 
 def _slice(loss_fn, start_xy, direction, bc, paths, h0, target):
@@ -198,14 +217,21 @@ def _slice(loss_fn, start_xy, direction, bc, paths, h0, target):
     surface = np.asarray(analysis.loss_surface_2d(
         loss_fn, zero, {"w": jnp.asarray(1.0), "b": jnp.asarray(0.0)}, {"w": jnp.asarray(0.0), "b": jnp.asarray(1.0)},
         ws, bs, h0, target))
-    return {"alphas": alphas, "values": values, "direction": np.asarray(direction), "grid": (ws, bs, surface)}
+    return {"alphas": alphas, "values": values, "direction": np.asarray(direction), "surface_w": ws, "surface_b": bs,
+            "surface": _plot_data(surface)}
 
 
-def _figures(sl, paths, start_xy, first, losses, learning_rate):
+def figures(m: dict) -> dict:
+    """The slice and surface across the cliff around the first start, and the loss curves from every start."""
+    sl, learning_rate = m["plot"], m["setting"]["learning_rate"]
+    first_plain = m["first_step_length"]["plain"][0]
+    start, direction = np.asarray(sl["start"]), np.asarray(sl["direction"])
+    paths = {k: np.asarray(v) for k, v in sl["first_start_paths"].items()}  # (steps, 2) from the first start
+    losses = {k: np.asarray(v) for k, v in sl["loss_curves"].items()}  # (starts, steps)
     fig, (a1, a2) = figure(2, width=5.2)
     a1.plot(sl["alphas"], sl["values"], color="0.3", label="loss along $-g/|g|$")
     for name, color in (("plain", "C3"), ("clipped", "C0")):
-        along = (paths[name][0] - start_xy[0]) @ sl["direction"]
+        along = (paths[name] - start) @ direction
         loss = losses[name][0]
         a1.plot(np.concatenate([[0.0], along[:30]]), np.concatenate([[sl["values"][60]], loss[:30]]), "o-",
                 color=color, ms=3, lw=0.8, label=f"{name} SGD (first 30 steps, projected)")
@@ -214,18 +240,17 @@ def _figures(sl, paths, start_xy, first, losses, learning_rate):
     a1.set_yscale("log")
     a1.set_xlabel("distance along the first step direction (parameter units, symlog)")
     a1.set_ylabel("loss $(h_T - 0.8)^2$ (log)")
-    a1.set_title(f"1-D slice across the cliff; plain first step {first['plain'][0]:.3g}")
+    a1.set_title(f"1-D slice across the cliff; plain first step {first_plain:.3g}")
     a1.legend(fontsize=7)
-    ws, bs, surface = sl["grid"]
+    ws, bs, surface = np.asarray(sl["surface_w"]), np.asarray(sl["surface_b"]), np.asarray(sl["surface"])
     cs = a2.contourf(ws, bs, surface.T, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=a2, label="loss")
-    clipped = np.concatenate([start_xy[:1], paths["clipped"][0]])
+    clipped = np.concatenate([start[None], paths["clipped"]])
     a2.plot(clipped[:, 0], clipped[:, 1], "C0.-", ms=2, label="clipped SGD")
-    a2.annotate("", xy=start_xy[0] + 0.25 * (paths["plain"][0, 0] - start_xy[0]) /
-                np.linalg.norm(paths["plain"][0, 0] - start_xy[0]), xytext=start_xy[0],
-                arrowprops={"arrowstyle": "->", "color": "C3", "lw": 2})
-    a2.plot([], [], "C3-", lw=2, label=f"plain first step: leaves the plot ({first['plain'][0]:.3g} away)")
-    a2.plot(*start_xy[0], "w*", ms=12, mec="k", label="start on the wall")
+    a2.annotate("", xy=start + 0.25 * (paths["plain"][0] - start) / np.linalg.norm(paths["plain"][0] - start),
+                xytext=start, arrowprops={"arrowstyle": "->", "color": "C3", "lw": 2})
+    a2.plot([], [], "C3-", lw=2, label=f"plain first step: leaves the plot ({first_plain:.3g} away)")
+    a2.plot(*start, "w*", ms=12, mec="k", label="start on the wall")
     a2.set_xlim(ws[0], ws[-1])
     a2.set_ylim(bs[0], bs[-1])
     a2.set_xlabel("recurrent weight w")
@@ -242,9 +267,15 @@ def _figures(sl, paths, start_xy, first, losses, learning_rate):
     b1.set_ylabel("loss (log)")
     b1.set_title("training from points on the wall")
     b1.legend()
-    return ({"cliffs_slice_and_surface": fig, "cliffs_loss_curves": fig2},
-            {"cliffs_slice_and_surface": "Left: the loss along the gradient direction from a point on the wall, with "
-                                         "both trajectories projected; right: the (w, b) surface with the clipped path "
-                                         "and the direction of the plain step, which lands far outside.",
-             "cliffs_loss_curves": "Loss after each step from every start: plain SGD is thrown onto a saturated "
-                                   "plateau, clipped SGD descends."})
+    return {"cliffs_slice_and_surface": (fig, "Left: the loss along the gradient direction from a point on the wall, "
+                                              "with both trajectories projected; right: the (w, b) surface with the "
+                                              "clipped path and the direction of the plain step, which lands far "
+                                              "outside."),
+            "cliffs_loss_curves": (fig2, "Loss after each step from every start: plain SGD is thrown onto a "
+                                         "saturated plateau, clipped SGD descends.")}
+
+
+EXPERIMENT = experiment(
+    "cliffs", summary="sec. 8.2.4: on the cliff of a recurrent chain a plain step jumps far off; clipping the gradient "
+                      "norm keeps the step close",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

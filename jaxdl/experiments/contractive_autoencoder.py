@@ -22,7 +22,7 @@ from flax import nnx
 import analysis
 from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import Autoencoder, autoencoder_split, reconstruction_error
 
 CLAIM = ("Deep Learning sec. 14.2.3 and 14.7: the contractive penalty is the squared Frobenius norm of the encoder "
@@ -78,9 +78,17 @@ def train_contractive(x, *, tied: bool, penalty_weight: float, steps: int, seed:
     return fns, params, np.asarray(history)
 
 
-@register("contractive-autoencoder", "sec. 14.2.3 / 14.7: contractive penalty exact = estimate = closed form; "
-                                     "untied weights degenerate, tied do not")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _history_for_plot(history: np.ndarray, max_points: int = 1000) -> dict:
+    """Every ``stride``-th row of a training history (and the last), with the step numbers: at most about
+    ``max_points`` points for the figure."""
+    stride = max(1, (history.shape[0] - 1) // max_points)
+    steps = np.unique(np.append(np.arange(0, history.shape[0], stride), history.shape[0] - 1))
+    return {"step": steps, "mse": history[steps, 0], "penalty": history[steps, 1],
+            "encoder_norm": history[steps, 2], "decoder_norm": history[steps, 3]}
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """The penalty three ways on the tied model, and both models' norms and penalties over training."""
     steps = 600 if quick else 4000
     num_probes = 32 if quick else 256
     penalty_weight = 0.01
@@ -113,7 +121,17 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                 "decoder_norm_start": float(h[0, 3]), "decoder_norm_end": float(h[-1, 3]),
                 "penalty_end_over_half": float(h[-1, 1] / h[len(h) // 2, 1])}
 
-    untied, tied = summary(hist_u), summary(hist_t)
+    return {"code_size": CODE_SIZE, "penalty_weight": penalty_weight, "steps": steps, "agreement": agreement,
+            "untied": summary(hist_u), "tied": summary(hist_t),
+            "history": {"untied": _history_for_plot(hist_u), "tied": _history_for_plot(hist_t)}}
+
+
+def verdict(m: dict) -> Verdict:
+    """The three penalties agree, and untied weights degenerate (encoder shrinks, decoder grows) while tied do not."""
+    agreement, untied, tied = m["agreement"], m["untied"], m["tied"]
+    estimates, num_probes, penalty_weight, steps = (agreement["estimates"], agreement["num_probes"],
+                                                    m["penalty_weight"], m["steps"])
+    exact, closed = agreement["exact_jacfwd"], agreement["closed_form"]
     ok_agree = (agreement["closed_vs_exact_relative"] < 1e-5
                 and all(abs(e["z_score"]) < 4 and 0.7 < e["variance_ratio_sample_to_exact"] < 1.4
                         for e in estimates.values()))
@@ -123,34 +141,33 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                      and tied["encoder_norm_end"] > tied["encoder_norm_start"]
                      and untied["penalty_end_over_half"] < 1.0)
     g, r = estimates["gaussian"], estimates["rademacher"]
-    verdict = (f"Penalty on {x.shape[0]} test digits (tied model): exact {exact:.6f}, closed form {closed:.6f} "
-               f"(relative difference {agreement['closed_vs_exact_relative']:.1e}), random projections with "
-               f"{num_probes} probes {g['estimate']:.6f} +- {g['standard_error']:.6f} Gaussian "
-               f"(z = {g['z_score']:+.2f}, "
-               f"sample/exact variance {g['variance_ratio_sample_to_exact']:.2f}) and {r['estimate']:.6f} +- "
-               f"{r['standard_error']:.6f} Rademacher (z = {r['z_score']:+.2f}). Degenerate solution, lambda = "
-               f"{penalty_weight}, {steps} Adam steps: untied encoder norm {untied['encoder_norm_start']:.2f} -> "
-               f"{untied['encoder_norm_end']:.2f}, decoder norm {untied['decoder_norm_start']:.2f} -> "
-               f"{untied['decoder_norm_end']:.2f}, penalty {untied['penalty_start']:.3f} -> "
-               f"{untied['penalty_end']:.3f} "
-               f"(still falling: last half x{untied['penalty_end_over_half']:.2f}); tied encoder norm "
-               f"{tied['encoder_norm_start']:.2f} -> {tied['encoder_norm_end']:.2f}, penalty "
-               f"{tied['penalty_start']:.3f}"
-               f" -> {tied['penalty_end']:.3f}.")
-    metrics = {"code_size": CODE_SIZE, "penalty_weight": penalty_weight, "steps": steps, "agreement": agreement,
-               "untied": untied, "tied": tied}
-    return ExperimentResult("contractive-autoencoder", CLAIM, bool(ok_agree and ok_degenerate), verdict, metrics,
-                            *_figures(hist_u, hist_t))
+    text = (f"Penalty on {agreement['examples']} test digits (tied model): exact {exact:.6f}, closed form "
+            f"{closed:.6f} (relative difference {agreement['closed_vs_exact_relative']:.1e}), random projections "
+            f"with {num_probes} probes {g['estimate']:.6f} +- {g['standard_error']:.6f} Gaussian "
+            f"(z = {g['z_score']:+.2f}, "
+            f"sample/exact variance {g['variance_ratio_sample_to_exact']:.2f}) and {r['estimate']:.6f} +- "
+            f"{r['standard_error']:.6f} Rademacher (z = {r['z_score']:+.2f}). Degenerate solution, lambda = "
+            f"{penalty_weight}, {steps} Adam steps: untied encoder norm {untied['encoder_norm_start']:.2f} -> "
+            f"{untied['encoder_norm_end']:.2f}, decoder norm {untied['decoder_norm_start']:.2f} -> "
+            f"{untied['decoder_norm_end']:.2f}, penalty {untied['penalty_start']:.3f} -> "
+            f"{untied['penalty_end']:.3f} "
+            f"(still falling: last half x{untied['penalty_end_over_half']:.2f}); tied encoder norm "
+            f"{tied['encoder_norm_start']:.2f} -> {tied['encoder_norm_end']:.2f}, penalty "
+            f"{tied['penalty_start']:.3f}"
+            f" -> {tied['penalty_end']:.3f}.")
+    return Verdict(bool(ok_agree and ok_degenerate), text)
 
 
-def _figures(hist_u, hist_t):
+def figures(m: dict) -> dict:
+    """Penalty, reconstruction error and weight norms over training, untied against tied."""
     fig, (ax0, ax1) = figure(2)
-    steps = np.arange(hist_u.shape[0])
-    for h, name, color in ((hist_u, "untied", "C3"), (hist_t, "tied", "C0")):
-        ax0.semilogy(steps, h[:, 1], color=color, label=f"{name}: penalty ||J||_F^2")
-        ax0.semilogy(steps, h[:, 0], color=color, ls=":", label=f"{name}: reconstruction MSE")
-        ax1.semilogy(steps, h[:, 2], color=color, label=f"{name}: encoder ||W||_F")
-        ax1.semilogy(steps, h[:, 3], color=color, ls="--", label=f"{name}: decoder ||V||_F")
+    for name, color in (("untied", "C3"), ("tied", "C0")):
+        h = m["history"][name]
+        steps = np.asarray(h["step"])
+        ax0.semilogy(steps, np.asarray(h["penalty"]), color=color, label=f"{name}: penalty ||J||_F^2")
+        ax0.semilogy(steps, np.asarray(h["mse"]), color=color, ls=":", label=f"{name}: reconstruction MSE")
+        ax1.semilogy(steps, np.asarray(h["encoder_norm"]), color=color, label=f"{name}: encoder ||W||_F")
+        ax1.semilogy(steps, np.asarray(h["decoder_norm"]), color=color, ls="--", label=f"{name}: decoder ||V||_F")
     ax0.set_xlabel("Adam step")
     ax0.set_ylabel("value (log)")
     ax0.set_title("penalty and reconstruction")
@@ -159,6 +176,13 @@ def _figures(hist_u, hist_t):
     ax1.set_ylabel("Frobenius norm (log)")
     ax1.set_title("untied: encoder shrinks, decoder grows")
     ax1.legend(fontsize=7)
-    caption = ("Contractive autoencoders with untied and tied weights: the untied penalty keeps falling while its "
-               "decoder weights grow to compensate a shrinking encoder; tying the weights blocks this.")
-    return {"contractive_degenerate": fig}, {"contractive_degenerate": caption}
+    return {"contractive_degenerate": (fig, "Contractive autoencoders with untied and tied weights: the untied penalty "
+                                            "keeps falling while its decoder weights grow to compensate a shrinking "
+                                            "encoder; tying the weights blocks this.")}
+
+
+EXPERIMENT = experiment(
+    "contractive-autoencoder",
+    summary="sec. 14.2.3 / 14.7: contractive penalty exact = estimate = closed form; "
+            "untied weights degenerate, tied do not",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

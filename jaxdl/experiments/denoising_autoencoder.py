@@ -17,7 +17,7 @@ from flax import nnx
 
 from jaxdl.data import circle, digits
 from jaxdl.experiments._feedforward import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import Autoencoder, autoencoder_split, reconstruction_error
 from jaxdl.train import train_scan
 
@@ -39,8 +39,8 @@ def train_denoising(model: Autoencoder, x: jax.Array, *, key: jax.Array, steps: 
     return fns, train(params, x, key)
 
 
-@register("denoising-autoencoder", "sec. 14.2.2 / 14.5: a DAE restores clean digits; r(x) - x points to the manifold")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Denoising and ordinary autoencoders on corrupted digits, and a DAE's r(x) - x around a circle."""
     steps = 400 if quick else 5000
     sigma = 0.3
     key = jax.random.PRNGKey(seed)
@@ -82,41 +82,52 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                       "mean_distance_before": float(np.mean(np.abs(r_off[:, 0] - 1.0))),
                       "mean_distance_after": float(after.mean())}
 
-    m, c = digits_metrics, circle_metrics
-    passed = (m["dae_mse"] < 0.5 * m["corrupted_input_mse"] and m["dae_mse"] < m["ae_mse"]
+    example = {"clean": data.x_test[0], "corrupted": noisy[0], "denoising AE": dae_fns.apply(dae, noisy)[0],
+               "ordinary AE": ae_fns.apply(ae, noisy)[0]}
+    return {"steps": steps, "digits": digits_metrics, "circle": circle_metrics,
+            "example_digit": {name: np.asarray(img).reshape(8, 8) for name, img in example.items()},
+            "vector_field": {"x": off, "r_minus_x": field, "training_points": np.asarray(points)}}
+
+
+def verdict(m: dict) -> Verdict:
+    """The DAE beats the corrupted input and the ordinary AE, and r(x) - x points to the circle and moves closer."""
+    d, c = m["digits"], m["circle"]
+    passed = (d["dae_mse"] < 0.5 * d["corrupted_input_mse"] and d["dae_mse"] < d["ae_mse"]
               and c["mean_cosine_to_manifold"] > 0.9 and c["mean_distance_after"] < c["mean_distance_before"])
-    verdict = (f"Digits, Gaussian corruption sigma={sigma}: error against the clean test images {m['dae_mse']:.4f} "
-               f"for the denoising autoencoder, {m['corrupted_input_mse']:.4f} for the corrupted input itself and "
-               f"{m['ae_mse']:.4f} for the same autoencoder trained without corruption. Circle: r(x) - x at "
-               f"{c['points_off_manifold']} off-manifold points has mean cosine {c['mean_cosine_to_manifold']:.3f} "
-               f"with the direction to the circle ({c['fraction_cosine_above_0.9']:.0%} above 0.9); mean distance to "
-               f"the circle {c['mean_distance_before']:.3f} -> {c['mean_distance_after']:.3f}.")
-    return ExperimentResult("denoising-autoencoder", CLAIM, bool(passed), verdict,
-                            {"steps": steps, "digits": digits_metrics, "circle": circle_metrics},
-                            *_figures(data.x_test, noisy, dae_fns.apply(dae, noisy), ae_fns.apply(ae, noisy), off,
-                                      field, points))
+    text = (f"Digits, Gaussian corruption sigma={d['sigma']}: error against the clean test images {d['dae_mse']:.4f} "
+            f"for the denoising autoencoder, {d['corrupted_input_mse']:.4f} for the corrupted input itself and "
+            f"{d['ae_mse']:.4f} for the same autoencoder trained without corruption. Circle: r(x) - x at "
+            f"{c['points_off_manifold']} off-manifold points has mean cosine {c['mean_cosine_to_manifold']:.3f} "
+            f"with the direction to the circle ({c['fraction_cosine_above_0.9']:.0%} above 0.9); mean distance to "
+            f"the circle {c['mean_distance_before']:.3f} -> {c['mean_distance_after']:.3f}.")
+    return Verdict(bool(passed), text)
 
 
-def _figures(clean, noisy, dae_out, ae_out, off, field, points):
+def figures(m: dict) -> dict:
+    """A digit through both autoencoders, and the DAE's vector field around the circle."""
     fig, axes = figure(4, width=2.4, height=2.6)
-    for ax, (img, title) in zip(axes, ((clean, "clean"), (noisy, "corrupted"), (dae_out, "denoising AE"),
-                                       (ae_out, "ordinary AE"))):
-        ax.imshow(np.asarray(img[0]).reshape(8, 8), cmap="gray_r", vmin=0, vmax=1)
+    for ax, (title, img) in zip(axes, m["example_digit"].items()):
+        ax.imshow(np.asarray(img), cmap="gray_r", vmin=0, vmax=1)
         ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig2, (ax,) = figure(1, width=5.0, height=5.0)
-    p = np.asarray(points)
+    field = m["vector_field"]
+    p, off, r = (np.asarray(field[k]) for k in ("training_points", "x", "r_minus_x"))
     ax.plot(p[:, 0], p[:, 1], ".", color="0.6", ms=3, label="training data (circle)")
     show = slice(None, None, 3)  # every third grid point, for legibility
-    ax.quiver(off[show, 0], off[show, 1], field[show, 0], field[show, 1], angles="xy", scale_units="xy", scale=1,
+    ax.quiver(off[show, 0], off[show, 1], r[show, 0], r[show, 1], angles="xy", scale_units="xy", scale=1,
               color="C0", width=0.004, label="r(x) - x (drawn to scale)")
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
     ax.set_title("denoising autoencoder vector field")
     ax.legend(loc="upper right", fontsize=8)
-    figures = {"denoising_digits": fig, "denoising_vector_field": fig2}
-    captions = {"denoising_digits": "A test digit, its corruption, and the two autoencoders' outputs.",
-                "denoising_vector_field": "r(x) - x of a denoising autoencoder trained on a circle: the arrows point "
-                                          "back to the manifold (Deep Learning fig. 14.4)."}
-    return figures, captions
+    return {"denoising_digits": (fig, "A test digit, its corruption, and the two autoencoders' outputs."),
+            "denoising_vector_field": (fig2, "r(x) - x of a denoising autoencoder trained on a circle: the arrows "
+                                             "point back to the manifold (Deep Learning fig. 14.4).")}
+
+
+EXPERIMENT = experiment(
+    "denoising-autoencoder",
+    summary="sec. 14.2.2 / 14.5: a DAE restores clean digits; r(x) - x points to the manifold",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -22,7 +22,7 @@ from flax import nnx
 
 from jaxdl.data import tent_composition
 from jaxdl.experiments._feedforward import figure, fit, init_stack
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, split
 
 CLAIM = ("Deep Learning sec. 6.4.1: some functions need exponentially many units in a shallow network but few in a "
@@ -124,8 +124,8 @@ def train_family(sizes, data, seeds: int, steps: int, key: jax.Array, learning_r
     return np.asarray(rms), sum(int(a.size) for a in jax.tree_util.tree_leaves(template))
 
 
-@register("depth", "sec. 6.4.1: a deep ReLU net with fewer parameters beats any shallow one on tent-map compositions")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """The constructed deep network, shallow networks (trained and least squares) and trained deep ones."""
     # k = 5 is the smallest depth with shallow rivals at least as large as the deep network (31 parameters) yet
     # below the 2**(k-1) = 16-unit threshold (m = 10..15 units, 31..46 parameters).
     k = 5
@@ -160,39 +160,56 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     # A trained deep network "wins" only with an error at least 10% below a trained shallow one of >= its size.
     trained_deep_wins = [d for d in deep if any(s["params"] >= d["params"]
                                                 and d["best_rms"] < 0.9 * s["trained_best_rms"] for s in shallow)]
+    bound_units = np.arange(1, teeth)
+    # Every 8th test point: the grid still holds every breakpoint of the sawtooth (multiples of 1 / 2**k).
+    curve = slice(None, None, 8)
+    return {"depth_k": k, "teeth": teeth, "seeds": seeds, "steps": steps,
+            "constructed": {"params": constructed_params, "rms": constructed_rms},
+            "shallow": shallow, "deep_trained": deep, "shallow_rivals_min_rms": min_rival,
+            "bound_holds": bound_holds, "trained_deep_beating_shallow": [d["width"] for d in trained_deep_wins],
+            "shallow_bound_curve": {"params": 3 * bound_units + 1,
+                                    "rms": [shallow_error_bound(int(m), k) for m in bound_units]},
+            "sawtooth_curve": {"x": np.asarray(data.x_test[curve, 0]), "target": np.asarray(data.y_test[curve, 0]),
+                               "constructed": np.asarray(apply_c(params_c, data.x_test[curve])[:, 0])}}
+
+
+def verdict(m: dict) -> Verdict:
+    """The construction is exact, shallow rivals of at least its size stay above 0.05, and the bound holds."""
+    k, teeth, seeds, shallow, deep = m["depth_k"], m["teeth"], m["seeds"], m["shallow"], m["deep_trained"]
+    constructed_params, constructed_rms = m["constructed"]["params"], m["constructed"]["rms"]
+    min_rival, bound_holds = m["shallow_rivals_min_rms"], m["bound_holds"]
+    rivals = [s for s in shallow if s["params"] >= constructed_params and s["units"] < teeth]
+    wins = m["trained_deep_beating_shallow"]
     bounds = ", ".join(f"{s['lower_bound']:.3f}" for s in rivals)
     passed = bool(rivals) and constructed_rms < 1e-6 and min_rival > 0.05 and bound_holds
-    verdict = (f"Target: {k}-fold tent map ({teeth} teeth). The constructed deep ReLU network ({k} layers of width 2, "
-               f"{constructed_params} parameters) has test RMS error {constructed_rms:.1e}; shallow networks with "
-               f"{', '.join(str(s['params']) for s in rivals)} parameters (>= {constructed_params}, < {teeth} units) "
-               f"reach at best {min_rival:.3f} (best of hand-placed kinks with a least-squares output layer and "
-               f"trained networks), and the exact piece-counting bound "
-               f"{bounds} "
-               f"{'holds for every shallow width' if bound_holds else 'is VIOLATED'}. "
-               + (f"Trained deep networks (best of {seeds} seeds): "
-                  + ", ".join(f"width {d['width']} ({d['params']} params) {d['best_rms']:.3f}" for d in deep)
-                  + f"; {len(trained_deep_wins)} of {len(deep)} beat a trained shallow network of equal or larger "
-                  "size by 10% or more"
-                  + (" (gradient training from random initialisation did not find the construction)."
-                     if not trained_deep_wins else ".") if deep else "Trained deep networks: not run in quick mode."))
-    metrics = {"depth_k": k, "teeth": teeth, "seeds": seeds, "steps": steps,
-               "constructed": {"params": constructed_params, "rms": constructed_rms},
-               "shallow": shallow, "deep_trained": deep, "shallow_rivals_min_rms": min_rival,
-               "bound_holds": bound_holds, "trained_deep_beating_shallow": [d["width"] for d in trained_deep_wins]}
-    return ExperimentResult("depth", CLAIM, passed, verdict, metrics, *_figures(k, constructed_params,
-                                                                                constructed_rms, shallow, deep, data,
-                                                                                apply_c, params_c))
+    text = (f"Target: {k}-fold tent map ({teeth} teeth). The constructed deep ReLU network ({k} layers of width 2, "
+            f"{constructed_params} parameters) has test RMS error {constructed_rms:.1e}; shallow networks with "
+            f"{', '.join(str(s['params']) for s in rivals)} parameters (>= {constructed_params}, < {teeth} units) "
+            f"reach at best {min_rival:.3f} (best of hand-placed kinks with a least-squares output layer and "
+            f"trained networks), and the exact piece-counting bound "
+            f"{bounds} "
+            f"{'holds for every shallow width' if bound_holds else 'is VIOLATED'}. "
+            + (f"Trained deep networks (best of {seeds} seeds): "
+               + ", ".join(f"width {d['width']} ({d['params']} params) {d['best_rms']:.3f}" for d in deep)
+               + f"; {len(wins)} of {len(deep)} beat a trained shallow network of equal or larger "
+               "size by 10% or more"
+               + (" (gradient training from random initialisation did not find the construction)."
+                  if not wins else ".") if deep else "Trained deep networks: not run in quick mode."))
+    return Verdict(bool(passed), text)
 
 
-def _figures(k, constructed_params, constructed_rms, shallow, deep, data, apply_c, params_c):
+def figures(m: dict) -> dict:
+    """Test error against parameters (with the shallow lower bound), parameters needed against k, and the sawtooth."""
+    k, shallow, deep = m["depth_k"], m["shallow"], m["deep_trained"]
+    constructed_params, constructed_rms = m["constructed"]["params"], m["constructed"]["rms"]
     fig, (ax0, ax1) = figure(2)
     floor = 1e-8
     ps = [s["params"] for s in shallow]
     ax0.loglog(ps, [max(s["least_squares_rms"], floor) for s in shallow], "o-",
                label="shallow, hand-placed kinks + least squares (floor 1e-8)")
     ax0.loglog(ps, [s["trained_best_rms"] for s in shallow], "v--", label="shallow [1, m, 1], trained (best seed)")
-    bound_m = np.arange(1, 2 ** (k - 1))
-    ax0.loglog(3 * bound_m + 1, [max(shallow_error_bound(int(m), k), floor) for m in bound_m], "k:",
+    bound = m["shallow_bound_curve"]
+    ax0.loglog(np.asarray(bound["params"]), [max(b, floor) for b in bound["rms"]], "k:",
                label="shallow lower bound (any training)")
     ax0.loglog([d["params"] for d in deep], [d["best_rms"] for d in deep], "s-", label=f"deep, {k} layers, trained")
     ax0.loglog([constructed_params], [max(constructed_rms, floor)], "r*", ms=14,
@@ -209,18 +226,23 @@ def _figures(k, constructed_params, constructed_rms, shallow, deep, data, apply_
     ax1.set_title("linear vs exponential size")
     ax1.legend(fontsize=8)
     fig2, (ax,) = figure(1, width=6)
-    x = np.asarray(data.x_test[:, 0])
-    ax.plot(x, np.asarray(data.y_test[:, 0]), "k", lw=3, label="sawtooth (target)")
-    ax.plot(x, np.asarray(apply_c(params_c, data.x_test)[:, 0]), "r--", lw=1.2, label="constructed deep network")
+    curve = m["sawtooth_curve"]
+    x = np.asarray(curve["x"])
+    ax.plot(x, np.asarray(curve["target"]), "k", lw=3, label="sawtooth (target)")
+    ax.plot(x, np.asarray(curve["constructed"]), "r--", lw=1.2, label="constructed deep network")
     ax.set_xlabel("input x")
     ax.set_ylabel("output")
     ax.set_title(f"tent map composed {k} times")
     ax.legend(fontsize=8)
-    figures = {"depth_error_vs_params": fig, "depth_sawtooth": fig2}
-    captions = {
-        "depth_error_vs_params": "Left: test RMS error against parameters; the dotted line is the exact lower bound "
-                                 "for every shallow network with fewer than 2^(k-1) units. Right: parameters needed "
-                                 "for zero error grow linearly in k with depth, exponentially without.",
-        "depth_sawtooth": "The target and the output of the constructed deep network (they coincide).",
+    return {
+        "depth_error_vs_params": (fig, "Left: test RMS error against parameters; the dotted line is the exact lower "
+                                       "bound for every shallow network with fewer than 2^(k-1) units. Right: "
+                                       "parameters needed for zero error grow linearly in k with depth, "
+                                       "exponentially without."),
+        "depth_sawtooth": (fig2, "The target and the output of the constructed deep network (they coincide)."),
     }
-    return figures, captions
+
+
+EXPERIMENT = experiment(
+    "depth", summary="sec. 6.4.1: a deep ReLU net with fewer parameters beats any shallow one on tent-map compositions",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -19,7 +19,7 @@ from flax import nnx
 
 from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure, loglog_slope
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import DropoutMLP, dropout_split, exact_means, sample_predictions, weight_scaling_predict
 from jaxdl.train import train_scan
 
@@ -60,9 +60,8 @@ def _rescaled(params, include):
     return out
 
 
-@register("dropout-inference",
-          "sec. 7.12: weight scaling = geometric mean for softmax regression; MC error ~ 1/sqrt(K)")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Weight scaling against the exact ensembles, Monte-Carlo error against K, and the two conventions."""
     steps = 100 if quick else 1000
     num_eval = 64 if quick else 450
     k_max = 256 if quick else 4096
@@ -125,29 +124,42 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     slope = loglog_slope(ks, mc_rms)
     predicted = np.sqrt(sample_var / ks)
     law_ratio = mc_rms / predicted
+    return {"num_eval": num_eval, "train_steps": steps, "softmax_regression": sr, "mlp": mlp,
+            "monte_carlo": {"K": ks.tolist(), "rms_error": mc_rms.tolist(), "loglog_slope": slope,
+                            "per_sample_variance": sample_var, "measured_over_predicted": law_ratio.tolist(),
+                            "predicted_rms_error": predicted.tolist()},
+            "conventions": {"subnetwork_max_abs_difference": sub_diff, "inference_max_abs_difference": inf_diff}}
+
+
+def verdict(m: dict) -> Verdict:
+    """Weight scaling is the geometric mean wherever the ensemble is softmax regression, MC error follows
+    1/sqrt(K), and the two conventions agree."""
+    sr, mlp, mc = m["softmax_regression"], m["mlp"], m["monte_carlo"]
+    sub_diff, inf_diff = (m["conventions"]["subnetwork_max_abs_difference"],
+                          m["conventions"]["inference_max_abs_difference"])
+    ks, mc_rms, slope = mc["K"], mc["rms_error"], mc["loglog_slope"]
+    law_ratio = np.asarray(mc["measured_over_predicted"])
     passed = (sr["ws_vs_geometric_max_abs"] < 1e-13 and mlp["hidden_dropout_only_ws_vs_geometric_max_abs"] < 1e-13
               and -0.6 < slope < -0.4 and np.all((law_ratio > 0.5)
               & (law_ratio < 2.0)) and sub_diff < 1e-12 and inf_diff < 1e-12)
-    verdict = (f"Softmax regression, 2^16 sub-networks, float64: weight scaling vs renormalised geometric mean "
-               f"{sr['ws_vs_geometric_max_abs']:.1e} (vs the arithmetic mean {sr['ws_vs_arithmetic_max_abs']:.1e}). "
-               f"MLP 16-16-10, hidden units dropped (softmax regression on h): weight scaling vs geometric "
-               f"{mlp['hidden_dropout_only_ws_vs_geometric_max_abs']:.1e}. Same MLP, inputs dropped before the ReLU "
-               f"layer: weight scaling vs geometric {mlp['ws_vs_geometric_max_abs']:.1e}, vs arithmetic "
-               f"{mlp['ws_vs_arithmetic_max_abs']:.1e}; accuracies WS/AM/GM "
-               + "/".join(f"{v:.3f}" for v in mlp["accuracy"].values())
-               + f". Monte-Carlo RMS error vs exact arithmetic mean: K=1 {mc_rms[0]:.1e}, K={ks[-1]} {mc_rms[-1]:.1e}, "
-               f"log-log slope {slope:.3f} (1/sqrt(K) is -0.5), measured/predicted sqrt(var/K) in "
-               f"[{law_ratio.min():.2f}, {law_ratio.max():.2f}]. Conventions after rescaling W by p: sub-networks "
-               f"differ by {sub_diff:.1e}, inference by {inf_diff:.1e}.")
-    metrics = {"num_eval": num_eval, "train_steps": steps, "softmax_regression": sr, "mlp": mlp,
-               "monte_carlo": {"K": ks.tolist(), "rms_error": mc_rms.tolist(), "loglog_slope": slope,
-                               "per_sample_variance": sample_var, "measured_over_predicted": law_ratio.tolist()},
-               "conventions": {"subnetwork_max_abs_difference": sub_diff, "inference_max_abs_difference": inf_diff}}
-    return ExperimentResult("dropout-inference", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(ks, mc_rms, predicted, sr, mlp))
+    text = (f"Softmax regression, 2^16 sub-networks, float64: weight scaling vs renormalised geometric mean "
+            f"{sr['ws_vs_geometric_max_abs']:.1e} (vs the arithmetic mean {sr['ws_vs_arithmetic_max_abs']:.1e}). "
+            f"MLP 16-16-10, hidden units dropped (softmax regression on h): weight scaling vs geometric "
+            f"{mlp['hidden_dropout_only_ws_vs_geometric_max_abs']:.1e}. Same MLP, inputs dropped before the ReLU "
+            f"layer: weight scaling vs geometric {mlp['ws_vs_geometric_max_abs']:.1e}, vs arithmetic "
+            f"{mlp['ws_vs_arithmetic_max_abs']:.1e}; accuracies WS/AM/GM "
+            + "/".join(f"{v:.3f}" for v in mlp["accuracy"].values())
+            + f". Monte-Carlo RMS error vs exact arithmetic mean: K=1 {mc_rms[0]:.1e}, K={ks[-1]} {mc_rms[-1]:.1e}, "
+            f"log-log slope {slope:.3f} (1/sqrt(K) is -0.5), measured/predicted sqrt(var/K) in "
+            f"[{law_ratio.min():.2f}, {law_ratio.max():.2f}]. Conventions after rescaling W by p: sub-networks "
+            f"differ by {sub_diff:.1e}, inference by {inf_diff:.1e}.")
+    return Verdict(bool(passed), text)
 
 
-def _figures(ks, mc_rms, predicted, sr, mlp):
+def figures(m: dict) -> dict:
+    """Monte-Carlo error against K with the 1/sqrt(K) law, and weight scaling against the exact ensembles."""
+    sr, mlp, mc = m["softmax_regression"], m["mlp"], m["monte_carlo"]
+    ks, mc_rms, predicted = (np.asarray(mc[key]) for key in ("K", "rms_error", "predicted_rms_error"))
     fig, (ax0, ax1) = figure(2)
     ax0.loglog(ks, mc_rms, "o-", label="Monte-Carlo mean of K masks")
     ax0.loglog(ks, predicted, "k--", label="sqrt(per-sample variance / K)")
@@ -166,6 +178,12 @@ def _figures(ks, mc_rms, predicted, sr, mlp):
     ax1.set_ylabel("max |difference| of class probabilities (log)")
     ax1.set_title("weight scaling rule vs exact ensembles (float64)")
     ax1.legend(loc="center")
-    caption = ("Left: Monte-Carlo dropout error against K with the 1/sqrt(K) prediction. Right: the weight scaling "
-               "rule equals the geometric mean for softmax regression to round-off, and approximates it for an MLP.")
-    return {"dropout_inference": fig}, {"dropout_inference": caption}
+    return {"dropout_inference": (fig, "Left: Monte-Carlo dropout error against K with the 1/sqrt(K) prediction. "
+                                       "Right: the weight scaling rule equals the geometric mean for softmax "
+                                       "regression to round-off, and approximates it for an MLP.")}
+
+
+EXPERIMENT = experiment(
+    "dropout-inference",
+    summary="sec. 7.12: weight scaling = geometric mean for softmax regression; MC error ~ 1/sqrt(K)",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

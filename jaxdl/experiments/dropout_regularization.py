@@ -18,7 +18,7 @@ from flax import nnx
 
 from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure, stack
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import DropoutMLP, dropout_split
 
 CLAIM = ("Deep Learning sec. 7.12: dropout narrows the train/test gap of the same network trained without it, and "
@@ -73,8 +73,8 @@ def _scores(probs, y):
     return {"accuracy": float(jnp.mean(jnp.argmax(probs, 1) == y)), "nll": nll}
 
 
-@register("dropout-regularization", "sec. 7.11-7.12: dropout narrows the train/test gap on digits; vs bagging k nets")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """The same network with and without dropout over several seeds, and a bagged ensemble without dropout."""
     sizes = [64, 64, 64, 10] if quick else [64, 256, 256, 10]
     epochs = 15 if quick else 100
     seeds = 2 if quick else 3
@@ -130,25 +130,32 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                               forward_passes_per_prediction=1)
     results["no dropout"].update(training_seconds_per_network=times["no dropout"], stored_parameters=num_params)
 
+    return {"sizes": sizes, "epochs": epochs, "seeds": seeds, "batch_size": batch_size, "learning_rate": lr,
+            "results": results, "training_curves": curves}
+
+
+def verdict(m: dict) -> Verdict:
+    """Dropout narrows both the accuracy gap and the NLL gap between training and test."""
+    results, bags = m["results"], m["results"]["bagging"]["k"]
     plain, drop, bag = results["no dropout"], results["dropout"], results["bagging"]
     passed = drop["accuracy_gap"] < plain["accuracy_gap"] and drop["nll_gap"] < plain["nll_gap"]
-    verdict = (f"Network {sizes}, {epochs} epochs, mean of {seeds} seeds. Without dropout: train/test accuracy "
-               f"{plain['train_accuracy']:.4f}/{plain['test_accuracy']:.4f} (gap {plain['accuracy_gap']:.4f}), NLL gap "
-               f"{plain['nll_gap']:.3f}. With dropout (0.8/0.5): {drop['train_accuracy']:.4f}/"
-               f"{drop['test_accuracy']:.4f} (gap {drop['accuracy_gap']:.4f}), NLL gap {drop['nll_gap']:.3f}. Bagging "
-               f"{bags} networks: test accuracy {bag['test']['accuracy']:.4f} (members "
-               f"{bag['member_test_accuracy_mean']:.4f}"
-               f"), {bags}x the parameters and forward passes, {bag['training_seconds']:.1f} s to train vs "
-               f"{drop['training_seconds_per_network']:.1f} s for one dropout network.")
-    return ExperimentResult("dropout-regularization", CLAIM, bool(passed), verdict,
-                            {"sizes": sizes, "epochs": epochs, "seeds": seeds, "batch_size": batch_size,
-                             "learning_rate": lr, "results": results}, *_figures(results, curves))
+    text = (f"Network {m['sizes']}, {m['epochs']} epochs, mean of {m['seeds']} seeds. Without dropout: train/test "
+            f"accuracy {plain['train_accuracy']:.4f}/{plain['test_accuracy']:.4f} (gap {plain['accuracy_gap']:.4f}), "
+            f"NLL gap {plain['nll_gap']:.3f}. With dropout (0.8/0.5): {drop['train_accuracy']:.4f}/"
+            f"{drop['test_accuracy']:.4f} (gap {drop['accuracy_gap']:.4f}), NLL gap {drop['nll_gap']:.3f}. Bagging "
+            f"{bags} networks: test accuracy {bag['test']['accuracy']:.4f} (members "
+            f"{bag['member_test_accuracy_mean']:.4f}"
+            f"), {bags}x the parameters and forward passes, {bag['training_seconds']:.1f} s to train vs "
+            f"{drop['training_seconds_per_network']:.1f} s for one dropout network.")
+    return Verdict(bool(passed), text)
 
 
-def _figures(results, curves):
+def figures(m: dict) -> dict:
+    """Training curves with and without dropout, and train/test accuracy of the three models."""
+    results = m["results"]
     fig, (ax0, ax1) = figure(2)
-    for name, c in curves.items():
-        for i, row in enumerate(c):
+    for name, c in m["training_curves"].items():
+        for i, row in enumerate(np.asarray(c)):
             ax0.semilogy(np.arange(1, row.size + 1), row, color="C0" if name == "dropout" else "C1", alpha=0.7,
                          label=name if i == 0 else None)
     ax0.set_xlabel("epoch")
@@ -166,6 +173,12 @@ def _figures(results, curves):
     ax1.set_ylabel("accuracy")
     ax1.set_title("train vs test accuracy")
     ax1.legend()
-    caption = ("Left: training loss per epoch (with dropout masks where used). Right: train and test accuracy of the "
-               "network without dropout, with dropout (weight scaling at test time), and a bagged ensemble.")
-    return {"dropout_regularization": fig}, {"dropout_regularization": caption}
+    return {"dropout_regularization": (fig, "Left: training loss per epoch (with dropout masks where used). Right: "
+                                            "train and test accuracy of the network without dropout, with dropout "
+                                            "(weight scaling at test time), and a bagged ensemble.")}
+
+
+EXPERIMENT = experiment(
+    "dropout-regularization",
+    summary="sec. 7.11-7.12: dropout narrows the train/test gap on digits; vs bagging k nets",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

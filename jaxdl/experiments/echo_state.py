@@ -18,7 +18,7 @@ import numpy as np
 from analysis import contraction_bound, trajectory_distance
 from jaxdl.data import delay_lines
 from jaxdl.experiments._recurrent import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import ReservoirWeights, input_matrix, memory_capacity, reservoir_matrix, run_reservoir
 from jaxdl.models.esn import reservoir_step
 
@@ -117,9 +117,8 @@ def capacity(seeds, n: int, radii, steps: int, max_delay: int, input_scaling: fl
     return out
 
 
-@register("echo-state-property", "sec. 10.8: contraction, growth, washout and memory capacity against the spectral "
-                                 "radius")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Contraction against its bound, growth at the fixed point, washout distances and memory capacities."""
     radii = (0.5, 1.0, 2.0) if quick else (0.1, 0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.3, 1.5, 2.0, 2.5, 3.0)
     seeds = range(seed, seed + (1 if quick else 3))
     n, steps = 50, (1000 if quick else 4000)
@@ -128,42 +127,50 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         growth = growth_check(seed, n, 1.5, 60)
         wash = {s: washout(seeds, n, radii, 1000, s) for s in (0.1, 1.0)}
         mc = {s: capacity(seeds, n, radii, steps, 2 * n, s) for s in (0.1, 1.0)}
-    r = list(radii)
-    i2 = r.index(2.0)
+    return {"contraction": contraction, "growth": {k: v for k, v in growth.items() if k != "distance"},
+            "radii": list(radii), "washout_final_distance": {str(k): v for k, v in wash.items()},
+            "washout_largest_radius": {str(k): washout_radius(radii, v) for k, v in wash.items()},
+            "memory_capacity": {str(k): v for k, v in mc.items()}, "units": n,
+            "growth_distance": growth["distance"]}
+
+
+def verdict(m: dict) -> Verdict:
+    """Contraction within its bound, growth > 100, MC within n peaking near radius 1, strong input remembering at 2."""
+    contraction, growth, radii, n = m["contraction"], m["growth"], m["radii"], m["units"]
+    washes = m["washout_largest_radius"]
+    mc = {k: np.asarray(v) for k, v in m["memory_capacity"].items()}
+    i2 = radii.index(2.0)
     contracts = all(c["max_ratio"] <= c["bound"] * (1 + 1e-12) for c in contraction)
-    washes = {s: washout_radius(radii, v) for s, v in wash.items()}
-    peak = {s: float(radii[int(np.argmax(v))]) for s, v in mc.items()}
+    peak = {k: float(radii[int(np.argmax(v))]) for k, v in mc.items()}
     passed = (contracts and growth["growth"] > 100 and all(v.max() <= n + 1e-6 for v in mc.values())
-              and 0.5 <= peak[0.1] <= 1.5 and mc[1.0][i2] > 2.0 and mc[1.0][i2] > 2 * mc[0.1][i2]
-              and washes[1.0] >= washes[0.1])
-    verdict = ("Contraction: with sigma_max(W) = 0.95 the largest measured per-step distance ratio is "
-               + ", ".join(f"{c['max_ratio']:.4f} <= bound {c['bound']:.4f} (leak {c['leak']})" for c in contraction)
-               + f". Zero input, spectral radius 1.5, no leak: a 1e-8 perturbation grows x{growth['growth']:.3g} in 60 "
-               f"steps (with leak 0.3 the Jacobian at 0 has spectral radius {growth['effective_radius_leak_0.3']:.3f}). "
-               f"Washout (8 initial states, all within 1e-8 of the first after 1000 steps) at every spectral radius "
-               f"up to {washes[0.1]} with weak input "
-               f"(scaling 0.1), {washes[1.0]} with strong input (1.0). Memory capacity (n = {n}, bound n): weak input "
-               f"peaks at radius {peak[0.1]} with MC {mc[0.1].max():.1f} and falls to {mc[0.1][i2]:.2f} at radius 2; "
-               f"strong (saturating) input keeps MC {mc[1.0][i2]:.2f} at radius 2 and {mc[1.0][-1]:.2f} at "
-               f"{radii[-1]}.")
-    metrics = {"contraction": contraction, "growth": {k: v for k, v in growth.items() if k != "distance"},
-               "radii": list(radii), "washout_final_distance": {str(k): v for k, v in wash.items()},
-               "washout_largest_radius": {str(k): v for k, v in washes.items()},
-               "memory_capacity": {str(k): v for k, v in mc.items()}, "units": n}
-    return ExperimentResult("echo-state-property", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(radii, growth, wash, mc, n))
+              and 0.5 <= peak["0.1"] <= 1.5 and mc["1.0"][i2] > 2.0 and mc["1.0"][i2] > 2 * mc["0.1"][i2]
+              and washes["1.0"] >= washes["0.1"])
+    text = ("Contraction: with sigma_max(W) = 0.95 the largest measured per-step distance ratio is "
+            + ", ".join(f"{c['max_ratio']:.4f} <= bound {c['bound']:.4f} (leak {c['leak']})" for c in contraction)
+            + f". Zero input, spectral radius 1.5, no leak: a 1e-8 perturbation grows x{growth['growth']:.3g} in 60 "
+            f"steps (with leak 0.3 the Jacobian at 0 has spectral radius {growth['effective_radius_leak_0.3']:.3f}). "
+            f"Washout (8 initial states, all within 1e-8 of the first after 1000 steps) at every spectral radius "
+            f"up to {washes['0.1']} with weak input "
+            f"(scaling 0.1), {washes['1.0']} with strong input (1.0). Memory capacity (n = {n}, bound n): weak input "
+            f"peaks at radius {peak['0.1']} with MC {mc['0.1'].max():.1f} and falls to {mc['0.1'][i2]:.2f} at radius "
+            f"2; strong (saturating) input keeps MC {mc['1.0'][i2]:.2f} at radius 2 and {mc['1.0'][-1]:.2f} at "
+            f"{radii[-1]}.")
+    return Verdict(bool(passed), text)
 
 
-def _figures(radii, growth, wash, mc, n):
+def figures(m: dict) -> dict:
+    """Growth from the fixed point, washout distances and memory capacity against the spectral radius."""
+    radii, n, distance = m["radii"], m["units"], np.asarray(m["growth_distance"])
+    wash, mc = m["washout_final_distance"], m["memory_capacity"]
     fig, axes = figure(3, width=4.4)
     ax = axes[0]
-    ax.semilogy(np.arange(1, growth["distance"].size + 1), growth["distance"], "C3")
+    ax.semilogy(np.arange(1, distance.size + 1), distance, "C3")
     ax.set_xlabel("step")
     ax.set_ylabel("distance from the fixed point 0 (log)")
-    ax.set_title(f"zero input, spectral radius {growth['spectral_radius']}, no leak")
+    ax.set_title(f"zero input, spectral radius {m['growth']['spectral_radius']}, no leak")
     ax = axes[1]
     for i, (s, v) in enumerate(wash.items()):
-        ax.semilogy(radii, np.maximum(v, 1e-18), "o-", color=f"C{i}", label=f"input scaling {s}")
+        ax.semilogy(radii, np.maximum(np.asarray(v), 1e-18), "o-", color=f"C{i}", label=f"input scaling {s}")
     ax.axvline(1.0, color="k", lw=0.8, ls=":")
     ax.axhline(1e-8, color="k", lw=0.8, ls="--", label="washout threshold 1e-8")
     ax.set_xlabel("spectral radius")
@@ -180,8 +187,13 @@ def _figures(radii, growth, wash, mc, n):
     ax.set_yscale("log")
     ax.set_title("memory capacity")
     ax.legend(fontsize=8)
-    return ({"echo_state_property": fig},
-            {"echo_state_property": "Left: without input a reservoir with spectral radius 1.5 amplifies a tiny "
-                                    "perturbation. Middle: the largest final distance among runs from 8 initial "
-                                    "states (dashed: washout threshold). Right: memory capacity; with saturating "
-                                    "(strong) input, radii well above 1 still remember."})
+    return {"echo_state_property": (fig, "Left: without input a reservoir with spectral radius 1.5 amplifies a tiny "
+                                         "perturbation. Middle: the largest final distance among runs from 8 initial "
+                                         "states (dashed: washout threshold). Right: memory capacity; with saturating "
+                                         "(strong) input, radii well above 1 still remember.")}
+
+
+EXPERIMENT = experiment(
+    "echo-state-property", summary="sec. 10.8: contraction, growth, washout and memory capacity against the spectral "
+                                   "radius",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

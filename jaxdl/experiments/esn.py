@@ -17,7 +17,7 @@ from flax import nnx
 
 from jaxdl.data import forecasting_split, mackey_glass
 from jaxdl.experiments._recurrent import figure, r2, rmse
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import ESN
 
 CLAIM = ("Deep Learning sec. 10.8: an echo state network, whose only trained part is a linear readout solved in "
@@ -60,30 +60,42 @@ def generation(seeds, *, units: int, train: int = 2000, horizon: int = 500, thre
     return np.array(valid), runs, np.asarray(series[train:, 0])
 
 
-@register("esn-mackey-glass", "sec. 10.8: ESN one-step-ahead on Mackey-Glass (reservoirpy README setting) and "
-                              "closed-loop generation")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """One-step-ahead RMSE and R^2 over seeds in the README setting, and closed-loop generation runs."""
     seeds = range(seed, seed + 7)  # 100-unit fits are cheap; fewer seeds make the median too noisy to compare
     rows, persistence, preds, target = readme_setting(seeds)
     gen_seeds = range(seed, seed + (1 if quick else 5))
-    valid, runs, truth = generation(gen_seeds, units=300 if quick else 500, horizon=200 if quick else 500)
-    med_rmse, med_r2 = float(np.median(rows[:, 0])), float(np.median(rows[:, 1]))
+    units = 300 if quick else 500
+    valid, runs, truth = generation(gen_seeds, units=units, horizon=200 if quick else 500)
+    return {"rmse": rows[:, 0], "r2": rows[:, 1], "median_rmse": float(np.median(rows[:, 0])),
+            "median_r2": float(np.median(rows[:, 1])), "persistence_rmse": persistence, "seeds": list(seeds),
+            "anchor_rmse": ANCHOR_RMSE, "anchor_r2": ANCHOR_R2, "generation_valid_steps": valid,
+            "generation_units": units, "one_step_predictions": {str(s): p for s, p in preds.items()},
+            "one_step_target": target, "generation_runs": {str(s): g for s, g in runs.items()},
+            "generation_truth": truth}
+
+
+def verdict(m: dict) -> Verdict:
+    """Median RMSE and R^2 within reservoirpy's range, RMSE 5x below persistence, 100+ valid closed-loop steps."""
+    rmse_, r2_, valid = np.asarray(m["rmse"]), np.asarray(m["r2"]), np.asarray(m["generation_valid_steps"])
+    med_rmse, med_r2, persistence = m["median_rmse"], m["median_r2"], m["persistence_rmse"]
     passed = (med_rmse <= ANCHOR_RMSE[1] and med_r2 >= ANCHOR_R2[0] and med_rmse < persistence / 5
               and float(np.median(valid)) >= 100)
-    verdict = (f"One-step-ahead over {len(rows)} seeds: RMSE median {med_rmse:.4f} (range {rows[:, 0].min():.4f}-"
-               f"{rows[:, 0].max():.4f}; reservoirpy {ANCHOR_RMSE[0]}-{ANCHOR_RMSE[1]}), R^2 median {med_r2:.5f} "
-               f"(range {rows[:, 1].min():.5f}-{rows[:, 1].max():.5f}; reservoirpy {ANCHOR_R2[0]}-{ANCHOR_R2[1]}); "
-               f"persistence RMSE {persistence:.4f}. Closed loop ({'300' if quick else '500'} units, ridge 1e-8): the "
-               f"generated series stays within 0.2 standard deviations for {int(np.median(valid))} steps (median over "
-               f"{len(valid)} seeds; per seed {valid.tolist()}).")
-    metrics = {"rmse": rows[:, 0], "r2": rows[:, 1], "median_rmse": med_rmse, "median_r2": med_r2,
-               "persistence_rmse": persistence, "seeds": list(seeds), "anchor_rmse": ANCHOR_RMSE,
-               "anchor_r2": ANCHOR_R2, "generation_valid_steps": valid}
-    return ExperimentResult("esn-mackey-glass", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(preds, target, runs, truth, valid))
+    text = (f"One-step-ahead over {rmse_.size} seeds: RMSE median {med_rmse:.4f} (range {rmse_.min():.4f}-"
+            f"{rmse_.max():.4f}; reservoirpy {ANCHOR_RMSE[0]}-{ANCHOR_RMSE[1]}), R^2 median {med_r2:.5f} "
+            f"(range {r2_.min():.5f}-{r2_.max():.5f}; reservoirpy {ANCHOR_R2[0]}-{ANCHOR_R2[1]}); "
+            f"persistence RMSE {persistence:.4f}. Closed loop ({m['generation_units']} units, ridge 1e-8): the "
+            f"generated series stays within 0.2 standard deviations for {int(np.median(valid))} steps (median over "
+            f"{valid.size} seeds; per seed {valid.tolist()}).")
+    return Verdict(bool(passed), text)
 
 
-def _figures(preds, target, runs, truth, valid):
+def figures(m: dict) -> dict:
+    """One-step predictions and their errors per seed; closed-loop runs against the true series."""
+    preds = {s: np.asarray(p) for s, p in m["one_step_predictions"].items()}
+    runs = {s: np.asarray(g) for s, g in m["generation_runs"].items()}
+    target, truth = np.asarray(m["one_step_target"]), np.asarray(m["generation_truth"])
+    valid = m["generation_valid_steps"]
     fig, axes = figure(2, width=5.5)
     s0 = next(iter(preds))
     t = np.arange(target.size)
@@ -108,8 +120,15 @@ def _figures(preds, target, runs, truth, valid):
     ax.set_ylabel("x(t)")
     ax.set_title("closed-loop generation")
     ax.legend(fontsize=7)
-    return ({"esn_one_step": fig, "esn_generation": fig2},
-            {"esn_one_step": "ESN(100 units, sr 1.25, leak 0.3, ridge 1e-5) on reservoirpy's Mackey-Glass: test "
-                             "predictions and absolute errors per seed.",
-             "esn_generation": "After teacher forcing, the ESN's output is fed back as its input; the series is "
-                               "reproduced for hundreds of steps before chaos separates them."})
+    return {
+        "esn_one_step": (fig, "ESN(100 units, sr 1.25, leak 0.3, ridge 1e-5) on reservoirpy's Mackey-Glass: test "
+                              "predictions and absolute errors per seed."),
+        "esn_generation": (fig2, "After teacher forcing, the ESN's output is fed back as its input; the series is "
+                                 "reproduced for hundreds of steps before chaos separates them."),
+    }
+
+
+EXPERIMENT = experiment(
+    "esn-mackey-glass", summary="sec. 10.8: ESN one-step-ahead on Mackey-Glass (reservoirpy README setting) and "
+                                "closed-loop generation",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

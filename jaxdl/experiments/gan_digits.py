@@ -20,7 +20,7 @@ from flax import nnx
 
 from jaxdl.data import digits
 from jaxdl.experiments._images import curves, image_grid
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.gan import GAN, fit_gan
 
 CLAIM = ("Deep Learning sec. 20.10.4: a GAN generator trained against a discriminator produces digit-like samples "
@@ -51,8 +51,18 @@ def nearest_distance(a, b) -> float:
     return float(np.mean(np.sqrt(np.maximum(d2.min(1), 0.0))))
 
 
-@register("gan-digits", "sec. 20.10.4: GAN on 8x8 digits; samples judged by an independent classifier, sample grid")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _plot_data(values) -> np.ndarray:
+    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
+    return np.round(np.asarray(values, np.float64), 4)
+
+
+def _smoothed(values, window: int) -> np.ndarray:
+    """Moving average of ``values`` over ``window`` steps, as plot data."""
+    return _plot_data(np.convolve(values, np.ones(window) / window, mode="valid"))
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train the GAN on the digits and judge its samples, real test digits and independent pixels."""
     steps = 500 if quick else 10000
     data = digits()
     key = jax.random.key(seed)
@@ -72,30 +82,46 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
             "independent pixels": nearest_distance(independent, data.x_train)}
     d_test = float(jnp.mean(jax.nn.sigmoid(trained.discriminator(data.x_test))))
     n = steps // 10
+    window = max(1, steps // 100)
+    return {"scores": scores, "classifier_test_accuracy": test_accuracy, "nearest_training_distance": near,
+            "steps": steps, "d_real_last10": float(np.mean(hist.d_real[-n:])),
+            "d_fake_last10": float(np.mean(hist.d_fake[-n:])), "d_test": d_test,
+            "architecture": "G 16-128-128-64 (sigmoid), D 64-128-1, ReLU, Adam 5e-4 (beta1 0.5), batch 64, NS loss",
+            "sample_grid": _plot_data(samples[:100]), "smoothing_window": window,
+            "d_smoothed": {"mean D(real)": _smoothed(hist.d_real, window),
+                           "mean D(G(z))": _smoothed(hist.d_fake, window)}}
+
+
+def verdict(m: dict) -> Verdict:
+    """Confident fraction of GAN samples at least half-way to real digits, and every class >= 3% of samples."""
+    scores, near, steps = m["scores"], m["nearest_training_distance"], m["steps"]
     conf = {k: v["confident_fraction"] for k, v in scores.items()}
     halfway = conf["independent pixels"] + 0.5 * (conf["real test digits"] - conf["independent pixels"])
     passed = conf["GAN samples"] >= halfway and scores["GAN samples"]["min_class_share"] >= 0.03
-    verdict = (f"Classifier (test accuracy {test_accuracy:.3f}) labels with probability >= {CONFIDENT}: GAN samples "
-               f"{conf['GAN samples']:.3f}, real test digits {conf['real test digits']:.3f}, independent pixels "
-               f"{conf['independent pixels']:.3f} (half-way mark {halfway:.3f}); smallest class share among GAN "
-               f"samples {scores['GAN samples']['min_class_share']:.3f}. Mean distance to the nearest training "
-               f"digit: GAN {near['GAN samples']:.2f}, test digits {near['real test digits']:.2f}, independent "
-               f"pixels {near['independent pixels']:.2f}. Over the last 10% of {steps} steps mean D(fake) "
-               f"{np.mean(hist.d_fake[-n:]):.3f}, D(real) {np.mean(hist.d_real[-n:]):.3f}; D on test digits "
-               f"{d_test:.3f}.")
-    metrics = {"scores": scores, "classifier_test_accuracy": test_accuracy, "nearest_training_distance": near,
-               "steps": steps, "d_real_last10": float(np.mean(hist.d_real[-n:])),
-               "d_fake_last10": float(np.mean(hist.d_fake[-n:])), "d_test": d_test,
-               "architecture": "G 16-128-128-64 (sigmoid), D 64-128-1, ReLU, Adam 5e-4 (beta1 0.5), batch 64, NS loss"}
-    window = max(1, steps // 100)
-    smooth = {name: np.convolve(getattr(hist, key), np.ones(window) / window, mode="valid")
-              for name, key in (("mean D(real)", "d_real"), ("mean D(G(z))", "d_fake"))}
-    figures = {
-        "gan_digits_samples": image_grid(samples, rows=10, cols=10, title="GAN samples sigmoid(g(z)), z ~ N(0, I)"),
-        "gan_digits_d": curves(np.arange(1, len(smooth["mean D(real)"]) + 1), smooth, xlabel="generator step",
-                               ylabel=f"discriminator output (moving average of {window})", logx=True,
-                               hlines=[(0.5, "1/2")], title="Discriminator outputs during training"),
+    text = (f"Classifier (test accuracy {m['classifier_test_accuracy']:.3f}) labels with probability >= {CONFIDENT}: "
+            f"GAN samples {conf['GAN samples']:.3f}, real test digits {conf['real test digits']:.3f}, independent "
+            f"pixels {conf['independent pixels']:.3f} (half-way mark {halfway:.3f}); smallest class share among GAN "
+            f"samples {scores['GAN samples']['min_class_share']:.3f}. Mean distance to the nearest training "
+            f"digit: GAN {near['GAN samples']:.2f}, test digits {near['real test digits']:.2f}, independent "
+            f"pixels {near['independent pixels']:.2f}. Over the last 10% of {steps} steps mean D(fake) "
+            f"{m['d_fake_last10']:.3f}, D(real) {m['d_real_last10']:.3f}; D on test digits {m['d_test']:.3f}.")
+    return Verdict(bool(passed), text)
+
+
+def figures(m: dict) -> dict:
+    """The sample grid and the smoothed discriminator outputs."""
+    smooth = m["d_smoothed"]
+    return {
+        "gan_digits_samples": (image_grid(m["sample_grid"], rows=10, cols=10,
+                                          title="GAN samples sigmoid(g(z)), z ~ N(0, I)"),
+                               "100 generator samples (pixel intensities, white 0, black 1)."),
+        "gan_digits_d": (curves(np.arange(1, len(smooth["mean D(real)"]) + 1), smooth, xlabel="generator step",
+                                ylabel=f"discriminator output (moving average of {m['smoothing_window']})",
+                                logx=True, hlines=[(0.5, "1/2")], title="Discriminator outputs during training"),
+                         "Mean discriminator output on real and generated batches during training."),
     }
-    captions = {"gan_digits_samples": "100 generator samples (pixel intensities, white 0, black 1).",
-                "gan_digits_d": "Mean discriminator output on real and generated batches during training."}
-    return ExperimentResult("gan-digits", CLAIM, bool(passed), verdict, metrics, figures, captions)
+
+
+EXPERIMENT = experiment(
+    "gan-digits", summary="sec. 20.10.4: GAN on 8x8 digits; samples judged by an independent classifier, sample grid",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

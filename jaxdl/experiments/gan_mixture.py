@@ -21,7 +21,7 @@ from flax import nnx
 
 from jaxdl.data import gaussian_mixture
 from jaxdl.experiments._images import curves
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.gan import GAN, fit_gan
 
 CLAIM = ("Deep Learning sec. 20.10.4: at the GAN equilibrium p_g = p_data the discriminator outputs 1/2, the "
@@ -52,9 +52,13 @@ def _check(e: dict, tail: dict, weight: float) -> bool:
             and abs(e["left_weight"] - weight) <= TOL["weight"] and e["w1_in_sigma"] <= TOL["w1_sigma"])
 
 
-@register("gan-mixture", "sec. 20.10.4: GAN on a 1-D mixture reaches D = 1/2, losses 2 log 2 and log 2, "
-                         "target moments")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _plot_data(values) -> np.ndarray:
+    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
+    return np.round(np.asarray(values, np.float64), 4)
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train the GAN from each seed; the last 10% of steps, the sample moments, and the last run's plot data."""
     steps, seeds = (1000, [seed]) if quick else (8000, [seed, seed + 1, seed + 2])
     target = gaussian_mixture([0.3, 0.7], [-2.0, 1.5], [0.5, 0.7])
     mu, sigma = float(target.mean()[0]), float(jnp.sqrt(target.variance()[0]))
@@ -75,45 +79,66 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         e = evaluate_generator(samples, reference, mu, sigma, split)
         runs.append({"seed": s, "last_10_percent": tail, "samples": e, "passed": _check(e, tail, 0.3)})
         last = (trained, hist, samples)
-    passed = all(r["passed"] for r in runs)
-    verdict = (f"Over the last 10% of {steps} steps (" + "; ".join(
+    trained, hist, samples = last
+    # Plot data of the last run: target density, histogram of its samples, final D(x), smoothed losses.
+    xs = np.linspace(-4.5, 4.5, 600)
+    density, edges = np.histogram(samples, bins=150, range=(-4.5, 4.5), density=True)
+    window = max(1, steps // 100)
+    smooth = {name: _plot_data(np.convolve(getattr(hist, key), np.ones(window) / window, mode="valid"))
+              for name, key in (("discriminator loss", "discriminator_loss"),
+                                ("non-saturating generator loss", "non_saturating_loss"))}
+    target_density = np.exp(np.asarray(target.log_prob(jnp.asarray(xs)[:, None])))
+    d = np.asarray(jax.nn.sigmoid(trained.discriminator(jnp.asarray(xs, jnp.float32)[:, None]))).reshape(-1)
+    plot = {"seed": seeds[-1], "x": xs, "target_density": _plot_data(target_density), "discriminator": _plot_data(d),
+            "histogram_edges": edges, "histogram_density": _plot_data(density),
+            "smoothing_window": window, "smoothed_losses": smooth}
+    return {"runs": runs, "tolerances": TOL, "steps": steps, "target": {"mean": mu, "std": sigma,
+            "left_weight": 0.3, "mode_split": split, "description": "0.3 N(-2, 0.5^2) + 0.7 N(1.5, 0.7^2)"},
+            "architecture": "G 4-32-32-1, D 1-32-32-1, ReLU, Adam 5e-4 (beta1 0.5), batch 256, NS loss",
+            "plot": plot}
+
+
+def verdict(m: dict) -> Verdict:
+    """Every run within all stated tolerances of the equilibrium values and the target's moments."""
+    runs, steps, target = m["runs"], m["steps"], m["target"]
+    checks = [_check(r["samples"], r["last_10_percent"], target["left_weight"]) for r in runs]
+    text = (f"Over the last 10% of {steps} steps (" + "; ".join(
         f"seed {r['seed']}: D(real) {r['last_10_percent']['d_real']:.3f}, D(fake) {r['last_10_percent']['d_fake']:.3f}"
         f", D loss {r['last_10_percent']['discriminator_loss']:.4f}, NS loss "
         f"{r['last_10_percent']['non_saturating_loss']:.4f}; samples mean {r['samples']['mean']:.3f}, std "
         f"{r['samples']['std']:.3f}, left weight {r['samples']['left_weight']:.3f}, W1 "
         f"{r['samples']['w1_in_sigma']:.3f} sigma" for r in runs)
-        + f") vs 2 log 2 = {2 * math.log(2):.4f}, log 2 = {math.log(2):.4f}, target mean {mu:.3f}, std {sigma:.3f}, "
-        f"left weight 0.3; {sum(r['passed'] for r in runs)}/{len(runs)} runs within all tolerances.")
-    metrics = {"runs": runs, "tolerances": TOL, "steps": steps, "target": {"mean": mu, "std": sigma,
-               "left_weight": 0.3, "mode_split": split, "description": "0.3 N(-2, 0.5^2) + 0.7 N(1.5, 0.7^2)"},
-               "architecture": "G 4-32-32-1, D 1-32-32-1, ReLU, Adam 5e-4 (beta1 0.5), batch 256, NS loss"}
-    return ExperimentResult("gan-mixture", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(target, *last, steps))
+        + f") vs 2 log 2 = {2 * math.log(2):.4f}, log 2 = {math.log(2):.4f}, target mean {target['mean']:.3f}, std "
+        f"{target['std']:.3f}, left weight 0.3; {sum(checks)}/{len(runs)} runs within all tolerances.")
+    return Verdict(all(checks), text)
 
 
-def _figures(target, trained, hist, samples, steps):
+def figures(m: dict) -> dict:
+    """The last run's density histogram with the final D(x), and its smoothed losses."""
     import matplotlib.pyplot as plt
 
+    plot = m["plot"]
+    edges = np.asarray(plot["histogram_edges"])
     fig, ax = plt.subplots(figsize=(6.5, 4.0), layout="constrained")
-    xs = np.linspace(-4.5, 4.5, 600)
-    ax.hist(samples, bins=150, range=(-4.5, 4.5), density=True, color="0.75", label="generated samples")
-    ax.plot(xs, np.exp(np.asarray(target.log_prob(jnp.asarray(xs)[:, None]))), color="C0", label="target density")
-    d = np.asarray(jax.nn.sigmoid(trained.discriminator(jnp.asarray(xs, jnp.float32)[:, None])))
-    ax.plot(xs, d, color="C3", label="D(x) at the end")
+    ax.hist(edges[:-1], bins=edges, weights=plot["histogram_density"], color="0.75", label="generated samples")
+    ax.plot(plot["x"], plot["target_density"], color="C0", label="target density")
+    ax.plot(plot["x"], plot["discriminator"], color="C3", label="D(x) at the end")
     ax.axhline(0.5, ls="--", color="C3", lw=0.8, label="D = 1/2")
     ax.set_xlabel("x")
     ax.set_ylabel("density / D(x)")
     ax.set_title("GAN on a 1-D Gaussian mixture")
     ax.legend(fontsize=8)
-    window = max(1, steps // 100)
-    smooth = {name: np.convolve(getattr(hist, key), np.ones(window) / window, mode="valid")
-              for name, key in (("discriminator loss", "discriminator_loss"),
-                                ("non-saturating generator loss", "non_saturating_loss"))}
+    smooth = plot["smoothed_losses"]
     fig2 = curves(np.arange(1, len(smooth["discriminator loss"]) + 1), smooth, xlabel="generator step",
-                  ylabel=f"loss (nats, moving average of {window})", logx=True,
+                  ylabel=f"loss (nats, moving average of {plot['smoothing_window']})", logx=True,
                   hlines=[(2 * math.log(2), "2 log 2"), (math.log(2), "log 2")], title="GAN losses")
-    return ({"gan_mixture_density": fig, "gan_mixture_losses": fig2},
-            {"gan_mixture_density": "Target density, histogram of 100k generated samples and the final "
-                                    "discriminator D(x), against 1/2.",
-             "gan_mixture_losses": "Discriminator and non-saturating generator losses (moving average) against "
-                                   "their equilibrium values."})
+    return {"gan_mixture_density": (fig, "Target density, histogram of 100k generated samples and the final "
+                                         "discriminator D(x), against 1/2."),
+            "gan_mixture_losses": (fig2, "Discriminator and non-saturating generator losses (moving average) "
+                                         "against their equilibrium values.")}
+
+
+EXPERIMENT = experiment(
+    "gan-mixture", summary="sec. 20.10.4: GAN on a 1-D mixture reaches D = 1/2, losses 2 log 2 and log 2, "
+                           "target moments",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

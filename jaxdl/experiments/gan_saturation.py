@@ -18,7 +18,7 @@ from flax import nnx
 
 from jaxdl.data import gaussian_mixture
 from jaxdl.experiments._images import curves
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.gan import GAN, discriminator_loss, generator_loss
 
 CLAIM = ("Deep Learning sec. 20.10.4: when the discriminator confidently rejects generated samples, the minimax "
@@ -65,9 +65,8 @@ def _measure(graphdef, params, key, *, num_samples: int):
     return jax.nn.sigmoid(logits), g_mm, g_ns, norms[0], norms[1]
 
 
-@register("gan-saturation", "sec. 20.10.4: minimax generator gradient vanishes (ratio D/(1-D)) when D rejects "
-                            "samples; the non-saturating one does not")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train D alone against a frozen generator; at each checkpoint measure D(G(z)) and both losses' gradients."""
     checkpoints = [0, 10, 30, 100, 300] if quick else [0, 10, 30, 100, 300, 1000, 3000]
     target = gaussian_mixture([0.3, 0.7], [3.0, 6.0], [0.5, 0.7])
     key = jax.random.key(seed)
@@ -91,26 +90,33 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                      "closed_form_ratio": float(d.mean() / (1 - d).mean()),
                      "param_grad_norm_minimax": float(n_mm), "param_grad_norm_non_saturating": float(n_ns),
                      "param_grad_ratio": float(n_mm / n_ns)})
+    return {"checkpoints": rows, "target": "0.3 N(3, 0.5^2) + 0.7 N(6, 0.7^2)",
+            "architecture": "G 4-32-32-1, D 1-32-32-1, ReLU; D trained alone with Adam 1e-3, batch 256"}
+
+
+def verdict(m: dict) -> Verdict:
+    """At the last checkpoint D rejects the samples, and the minimax gradients are < 1% of the non-saturating ones."""
+    rows = m["checkpoints"]
     last = rows[-1]
     closed_form_ok = all(r["logit_grad_error_minimax"] < 1e-5 and r["logit_grad_error_non_saturating"] < 1e-5
                          for r in rows)
     confident = last["mean_d_fake"] < 0.01
     passed = (closed_form_ok and confident and last["logit_grad_ratio"] < 0.01 and last["param_grad_ratio"] < 0.01
               and last["mean_abs_logit_grad_non_saturating"] > 0.99)
-    verdict = (f"After {last['discriminator_steps']} discriminator steps mean D(G(z)) = {last['mean_d_fake']:.2e}: "
-               f"mean |dJ/dl| minimax {last['mean_abs_logit_grad_minimax']:.2e} vs non-saturating "
-               f"{last['mean_abs_logit_grad_non_saturating']:.4f} (ratio {last['logit_grad_ratio']:.2e}, closed form "
-               f"D/(1-D) {last['closed_form_ratio']:.2e}); generator-parameter gradient norms "
-               f"{last['param_grad_norm_minimax']:.2e} vs {last['param_grad_norm_non_saturating']:.2e} (ratio "
-               f"{last['param_grad_ratio']:.2e}). Autodiff logit gradients equal -D and -(1-D) to "
-               f"{max(max(r['logit_grad_error_minimax'], r['logit_grad_error_non_saturating']) for r in rows):.1e}.")
-    metrics = {"checkpoints": rows, "target": "0.3 N(3, 0.5^2) + 0.7 N(6, 0.7^2)",
-               "architecture": "G 4-32-32-1, D 1-32-32-1, ReLU; D trained alone with Adam 1e-3, batch 256"}
-    return ExperimentResult("gan-saturation", CLAIM, bool(passed), verdict, metrics, *_figures(rows))
+    text = (f"After {last['discriminator_steps']} discriminator steps mean D(G(z)) = {last['mean_d_fake']:.2e}: "
+            f"mean |dJ/dl| minimax {last['mean_abs_logit_grad_minimax']:.2e} vs non-saturating "
+            f"{last['mean_abs_logit_grad_non_saturating']:.4f} (ratio {last['logit_grad_ratio']:.2e}, closed form "
+            f"D/(1-D) {last['closed_form_ratio']:.2e}); generator-parameter gradient norms "
+            f"{last['param_grad_norm_minimax']:.2e} vs {last['param_grad_norm_non_saturating']:.2e} (ratio "
+            f"{last['param_grad_ratio']:.2e}). Autodiff logit gradients equal -D and -(1-D) to "
+            f"{max(max(r['logit_grad_error_minimax'], r['logit_grad_error_non_saturating']) for r in rows):.1e}.")
+    return Verdict(bool(passed), text)
 
 
-def _figures(rows):
-    d_grid = np.logspace(-5, np.log10(0.999), 200)
+def figures(m: dict) -> dict:
+    """The closed-form logit gradients with the measured means, and the parameter-gradient norms per checkpoint."""
+    rows = m["checkpoints"]
+    d_grid = np.logspace(-5, np.log10(0.999), 200)  # the closed forms |dJ/dl| = D and 1 - D, drawn over D
     fig = curves(d_grid, {"minimax |dJ/dl| = D": d_grid, "non-saturating |dJ/dl| = 1 - D": 1 - d_grid},
                  xlabel="D(G(z)) (discriminator output on a generated sample)",
                  ylabel="|d loss / d logit| (log scale)", logx=True, logy=True,
@@ -128,8 +134,13 @@ def _figures(rows):
                   xlabel="discriminator training steps (0 plotted at 1)",
                   ylabel="generator gradient norm / mean D (log scale)", logx=True, logy=True,
                   title="Generator gradients as the discriminator wins")
-    captions = {"gan_logit_gradient": "Closed-form |dJ/dl| for both generator losses against D, with the measured "
-                                      "means at each discriminator checkpoint.",
-                "gan_param_gradient": "Norm of the generator-parameter gradient of each loss, and mean D(G(z)), as "
-                                      "the discriminator trains against a frozen generator."}
-    return {"gan_logit_gradient": fig, "gan_param_gradient": fig2}, captions
+    return {"gan_logit_gradient": (fig, "Closed-form |dJ/dl| for both generator losses against D, with the measured "
+                                        "means at each discriminator checkpoint."),
+            "gan_param_gradient": (fig2, "Norm of the generator-parameter gradient of each loss, and mean D(G(z)), "
+                                         "as the discriminator trains against a frozen generator.")}
+
+
+EXPERIMENT = experiment(
+    "gan-saturation", summary="sec. 20.10.4: minimax generator gradient vanishes (ratio D/(1-D)) when D rejects "
+                              "samples; the non-saturating one does not",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

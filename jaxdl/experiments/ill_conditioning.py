@@ -19,9 +19,13 @@ import analysis
 from analysis import plots
 from analysis.monitor import CurvatureMonitor
 from jaxdl.config import ReportConfig
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.problem import build_problem, exact_hessian_float64
 from jaxdl.train import fit, make_optimizer
+
+CLAIM = ("Deep Learning sec. 8.2.1: the gradient norm does not shrink while g^T H g grows by over an order of "
+         "magnitude and the error still falls; eq. 8.10 predicts when a step raises the loss.")
+BOOK = ("grad_not_shrinking", "curvature_grows_10x", "error_falls_by_half")  # the three checks of _book_checks
 
 
 def _probe_sweep(loss_fn, params, x, y, ratios):
@@ -102,25 +106,31 @@ def _train(hidden, seed, steps, every, lr, batch, *, lanczos_steps=0, checkpoint
     return out
 
 
-@register("ill-conditioning", "sec. 8.2.1: gradient norm stays, g^T H g grows, error falls; eq. 8.10 vs actual")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _holds(checks: dict) -> bool:
+    """Whether the book's three claims hold on one run (a :func:`_book_checks` dict)."""
+    return all(checks[k] for k in BOOK)
+
+
+def _probe_outcome(probe: dict) -> tuple[np.ndarray, int]:
+    """Actual changes of the probe steps whose prediction is positive and larger than the third-order Taylor term,
+    and the number of smaller positive predictions (left undecided)."""
+    predicted, actual, cubic = (np.asarray(probe[k]) for k in ("predicted", "actual", "third_order_term"))
+    decided = predicted > np.abs(cubic)  # positive, and larger than the next Taylor term
+    return actual[decided], int(np.sum((predicted > 0) & ~decided))
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train with the curvature monitor and probe eq. 8.10 at the end; the full run adds other seeds and depths."""
     hidden = (16, 16, 16) if quick else (16, 16, 16, 16)
     steps, every, lr, batch = (600, 5, 0.05, 32) if quick else (1500, 10, 0.05, 32)
     main = _train(hidden, seed, steps, every, lr, batch, lanczos_steps=6, checkpoints=2 if quick else 4)
     problem, state, rec, checks = main["problem"], main["state"], main["rec"], main["checks"]
     ds, loss_fn = problem.data, problem.loss_fn
-    mon_step, conds = main["mon_step"], main["conds"]
-    grad_norm = np.sqrt(rec["gTg"])
 
     eps, predicted, actual, cubic = _probe_sweep(loss_fn, state.params, ds.x_train, ds.y_train,
                                                  np.array([0.25, 0.5, 0.75, 0.9, 1.1, 1.5, 2.0, 3.0]))
-    sign_agree = float(np.mean(np.sign(predicted) == np.sign(actual)))
-    decided = predicted > np.abs(cubic)  # positive, and larger than the next Taylor term
-    rises = actual[decided]
-    prediction_holds = bool(rises.size > 0 and np.all(rises > 0))
-    undecided = int(np.sum((predicted > 0) & ~decided))
-    book = ("grad_not_shrinking", "curvature_grows_10x", "error_falls_by_half")
-    passed = bool(all(checks[k] for k in book) and prediction_holds)
+    probe = {"eps": eps, "predicted": predicted, "actual": actual, "third_order_term": cubic}
+    rises, _ = _probe_outcome(probe)
 
     # Robustness (full run only): the same training for other seeds, and for one to four hidden layers.
     seeds, depths = {}, {}
@@ -130,73 +140,97 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         for depth in (1, 2, 3):
             depths[depth] = [_train(hidden[:depth], s, steps, every, lr, batch)["checks"] for s in range(seed, seed + 3)]
         depths[len(hidden)] = [checks] + [seeds[s] for s in range(seed + 1, seed + 3)]
-    holds = lambda c: all(c[k] for k in book)  # noqa: E731
+    return {
+        "hidden": list(hidden), "steps": steps, "learning_rate": lr, "batch_size": batch, **checks,
+        "condition_numbers": {s: c._asdict() for s, c in zip(main["cond_steps"], main["conds"])},
+        "probe": probe, "other_seeds": seeds, "by_depth": depths,
+        "checks": {**{k: checks[k] for k in BOOK},
+                   "positive_prediction_means_rise": bool(rises.size > 0 and np.all(rises > 0))},
+        # Plot data: the monitored minibatch quantities and the test error during training.
+        "monitor": {"step": main["mon_step"], **{k: rec[k] for k in ("gTg", "gTHg", "predicted_change",
+                                                                     "actual_change", "top_eigenvalue")}},
+        "evaluations": {"step": main["ev_step"], "test_error": main["test_error"]},
+    }
+
+
+def verdict(m: dict) -> Verdict:
+    """The book's three claims on the main run, and every decided probe step raising the loss."""
+    seeds, depths = m["other_seeds"], m["by_depth"]  # the main run's checks are top-level keys of m
+    rises, undecided = _probe_outcome(m["probe"])
+    predicted, actual = np.asarray(m["probe"]["predicted"]), np.asarray(m["probe"]["actual"])
+    sign_agree = float(np.mean(np.sign(predicted) == np.sign(actual)))
+    prediction_holds = bool(rises.size > 0 and np.all(rises > 0))
+    passed = bool(_holds(m) and prediction_holds)
+    conds = [c["condition_number"] for c in m["condition_numbers"].values()]
     seed_line = ""
     if seeds:
-        growths = [checks["gTHg_growth"]] + [c["gTHg_growth"] for c in seeds.values()]
+        growths = [m["gTHg_growth"]] + [c["gTHg_growth"] for c in seeds.values()]
         seed_line = (f" Over {len(growths)} seeds the three claims hold in "
-                     f"{sum(holds(c) for c in [checks, *seeds.values()])}; g^T H g growth "
+                     f"{sum(_holds(c) for c in [m, *seeds.values()])}; g^T H g growth "
                      f"{min(growths):.1f}x-{max(growths):.1f}x. By depth (hidden layers: seeds where all three hold, "
                      f"median growth): " + ", ".join(
-                         f"{d}: {sum(holds(c) for c in cs)}/{len(cs)}, {np.median([c['gTHg_growth'] for c in cs]):.1f}x"
-                         for d, cs in sorted(depths.items())) + ".")
-    verdict = (
-        f"Minibatch gradient norm {checks['grad_norm_first']:.3g} (median of the first 5% of monitored steps) -> "
-        f"{checks['grad_norm_last']:.3g} (last 5%); g^T H g {checks['gTHg_first']:.3g} -> max window median "
-        f"{checks['gTHg_max']:.3g} ({checks['gTHg_growth']:.1f}x); test error {checks['test_error_start']:.3f} -> "
-        f"{checks['test_error_end']:.3f}; non-null condition number {conds[0].condition_number:.3g} -> "
-        f"{conds[-1].condition_number:.3g}. Along -g at the end, {int(np.sum(rises > 0))} of the {rises.size} probe "
-        f"steps whose eq. 8.10 prediction is positive and larger than the third-order Taylor term raised the loss"
+                         f"{d}: {sum(_holds(c) for c in cs)}/{len(cs)}, "
+                         f"{np.median([c['gTHg_growth'] for c in cs]):.1f}x" for d, cs in sorted(depths.items())) + ".")
+    text = (
+        f"Minibatch gradient norm {m['grad_norm_first']:.3g} (median of the first 5% of monitored steps) -> "
+        f"{m['grad_norm_last']:.3g} (last 5%); g^T H g {m['gTHg_first']:.3g} -> max window median "
+        f"{m['gTHg_max']:.3g} ({m['gTHg_growth']:.1f}x); test error {m['test_error_start']:.3f} -> "
+        f"{m['test_error_end']:.3f}; non-null condition number {conds[0]:.3g} -> {conds[-1]:.3g}. Along -g at the "
+        f"end, {int(np.sum(rises > 0))} of the {rises.size} probe steps whose eq. 8.10 prediction is positive and "
+        f"larger than the third-order Taylor term raised the loss"
         f"{f' ({undecided} smaller positive prediction(s) left undecided)' if undecided else ''}; predicted and "
         f"actual signs agree for {sign_agree:.0%} of probes." + seed_line
     )
+    return Verdict(passed, text)
 
-    positive = np.where(rec["gTHg"] > 0, rec["gTHg"], np.nan)
-    figures = {
-        "gradient_norm_and_curvature": plots.curves_figure(
+
+def figures(m: dict) -> dict:
+    """Book Fig. 8.1 from the monitor, test error, condition number, eq. 8.10 scatter, sharpness, depth sweep."""
+    mon, evals, lr = m["monitor"], m["evaluations"], m["learning_rate"]
+    mon_step, gTHg = np.asarray(mon["step"]), np.asarray(mon["gTHg"])
+    grad_norm = np.sqrt(np.asarray(mon["gTg"]))
+    positive = np.where(gTHg > 0, gTHg, np.nan)
+    out = {
+        "gradient_norm_and_curvature": (plots.curves_figure(
             mon_step, {"gradient norm ||g||": grad_norm, "g^T H g": positive,
                        "||g||, median of 5% windows": _as_steps(grad_norm),
-                       "g^T H g, median of 5% windows": _as_steps(rec["gTHg"])},
+                       "g^T H g, median of 5% windows": _as_steps(gTHg)},
             ylabel="value (log scale)", title="Book Fig. 8.1: gradient norm vs curvature along g", log=True),
-        "test_error": plots.curves_figure(main["ev_step"], {"test error": main["test_error"]},
-                                          ylabel="classification error (fraction)", title="The error still falls"),
-        "condition_number": plots.curves_figure(
-            np.array(main["cond_steps"]), {"non-null condition number": np.array([c.condition_number for c in conds])},
+            f"Minibatch ||g|| and g^T H g at monitored steps, with the medians of windows of 5% of them that the "
+            f"checks use (log scale; {int(np.sum(gTHg <= 0))} steps with g^T H g <= 0, negative curvature along g, "
+            f"are left out)."),
+        "test_error": (plots.curves_figure(np.asarray(evals["step"]), {"test error": np.asarray(evals["test_error"])},
+                                           ylabel="classification error (fraction)", title="The error still falls"),
+                       "Test classification error during training."),
+        "condition_number": (plots.curves_figure(
+            np.array([int(s) for s in m["condition_numbers"]]),
+            {"non-null condition number": np.array([c["condition_number"] for c in m["condition_numbers"].values()])},
             ylabel="max|lambda| / min|lambda| over |lambda| > tol (log)", title="Condition number of the Hessian",
             log=True),
-        "predicted_vs_actual": plots.predicted_vs_actual_figure(
-            rec["predicted_change"], rec["actual_change"], probe=(predicted, actual)),
-        "top_eigenvalue": plots.curves_figure(
-            mon_step, {"top Hessian eigenvalue (minibatch, warm Lanczos)": rec["top_eigenvalue"]},
+            "Exact condition number of the non-null full-batch Hessian spectrum (float64) at checkpoints (null "
+            "tolerance n eps max|lambda|)."),
+        "predicted_vs_actual": (plots.predicted_vs_actual_figure(
+            np.asarray(mon["predicted_change"]), np.asarray(mon["actual_change"]),
+            probe=(np.asarray(m["probe"]["predicted"]), np.asarray(m["probe"]["actual"]))),
+            "Eq. 8.10 predicted loss change vs the actual change, per monitored step (dots) and for probe steps of "
+            "growing size at the end of training (crosses)."),
+        "top_eigenvalue": (plots.curves_figure(
+            mon_step, {"top Hessian eigenvalue (minibatch, warm Lanczos)": np.asarray(mon["top_eigenvalue"])},
             ylabel="lambda_max", title="Sharpness during training", hlines=[(2 / lr, "2 / eps (edge of stability)")]),
+            "Top Hessian eigenvalue of the minibatch loss by 6 warm-started Lanczos steps."),
     }
-    captions = {
-        "gradient_norm_and_curvature": f"Minibatch ||g|| and g^T H g at monitored steps, with the medians of "
-                                       f"windows of 5% of them that the checks use (log scale; "
-                                       f"{int(np.sum(rec['gTHg'] <= 0))} steps with g^T H g <= 0, negative curvature "
-                                       f"along g, are left out).",
-        "test_error": "Test classification error during training.",
-        "condition_number": "Exact condition number of the non-null full-batch Hessian spectrum (float64) at "
-                            "checkpoints (null tolerance n eps max|lambda|).",
-        "predicted_vs_actual": "Eq. 8.10 predicted loss change vs the actual change, per monitored step (dots) and "
-                               "for probe steps of growing size at the end of training (crosses).",
-        "top_eigenvalue": "Top Hessian eigenvalue of the minibatch loss by 6 warm-started Lanczos steps.",
-    }
+    depths = m["by_depth"]
     if depths:
         ds_ = sorted(depths)
-        figures["growth_by_depth"] = plots.curves_figure(
+        out["growth_by_depth"] = (plots.curves_figure(
             np.array(ds_), {f"seed {i}": np.array([depths[d][i]["gTHg_growth"] for d in ds_]) for i in range(3)},
             ylabel="max / first window median of g^T H g (log)", title="Curvature growth needs depth", log=True,
-            hlines=[(10.0, "10x (the book's order of magnitude)")], xlabel="hidden layers (width 16)")
-        captions["growth_by_depth"] = ("Growth of g^T H g over training against the number of hidden layers, three "
-                                       "seeds each, same learning rate, batch and steps.")
-    metrics = {
-        "hidden": list(hidden), "steps": steps, "learning_rate": lr, "batch_size": batch, **checks,
-        "condition_numbers": {s: c._asdict() for s, c in zip(main["cond_steps"], conds)},
-        "probe": {"eps": eps, "predicted": predicted, "actual": actual, "third_order_term": cubic},
-        "other_seeds": seeds, "by_depth": depths,
-        "checks": {**{k: checks[k] for k in book}, "positive_prediction_means_rise": prediction_holds},
-    }
-    return ExperimentResult("ill-conditioning", "Deep Learning sec. 8.2.1: the gradient norm does not shrink while "
-                            "g^T H g grows by over an order of magnitude and the error still falls; eq. 8.10 predicts "
-                            "when a step raises the loss.", passed, verdict, metrics, figures, captions)
+            hlines=[(10.0, "10x (the book's order of magnitude)")], xlabel="hidden layers (width 16)"),
+            "Growth of g^T H g over training against the number of hidden layers, three seeds each, same learning "
+            "rate, batch and steps.")
+    return out
+
+
+EXPERIMENT = experiment(
+    "ill-conditioning", summary="sec. 8.2.1: gradient norm stays, g^T H g grows, error falls; eq. 8.10 vs actual",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

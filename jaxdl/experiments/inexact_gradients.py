@@ -31,7 +31,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxdl.data import digits_full
 from jaxdl.experiments._feedforward import figure, fit
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.experiments.initialization import initialize_mlp
 from jaxdl.train import make_optimizer, softmax_cross_entropy
 
@@ -219,9 +219,8 @@ def _spearman(a, b) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-@register("inexact-gradients", "sec. 8.2.6: minibatch gradient variance falls like 1/B, cosine to the full gradient "
-          "rises, gradient noise scale tr(Sigma)/|G|^2")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Per-example gradient statistics and sampled minibatches at initialization and after training."""
     sizes = [64, 32, 10]
     batch_sizes = (1, 4, 16, 64, 256) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
     num_batches, train_steps = (200, 200) if quick else (1000, 1000)
@@ -280,6 +279,15 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
             "estimator_applicable": bool(r["noise_scale"] <= r["estimator_batch_sizes"][1]),
             "full_gradient_ok": r["full_gradient_mismatch"] < 1e-5,
         }
+    return {"setting": {"sizes": sizes, "examples": int(x.shape[0]), "num_batches": num_batches,
+                        "train_steps": train_steps, "sampling": "without replacement"},
+            "results": results, "checks": checks}
+
+
+def verdict(m: dict) -> Verdict:
+    """Every check within its threshold at both stages, and the two-batch estimator applicable at one at least."""
+    results, checks = m["results"], m["checks"]
+    sizes, num_batches = m["setting"]["sizes"], m["setting"]["num_batches"]
     failures = [f"{stage}: {what}" for stage, c in checks.items() for what, ok in (
         (f"variance off the 1/B law by {MAX_Z:g} or more standard errors", c["max_z_variance"] < MAX_Z),
         ("log-log slope of the variance outside [-1.1, -0.9]", c["slope_ok"]),
@@ -297,7 +305,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         failures.append("the two-batch estimator applies at no stage")
     passed = not failures
     ri, rt = results["initialization"], results["trained"]
-    verdict = (
+    text = (
         ("" if passed else "Not supported in full (" + "; ".join(failures) + "). ")
         + f"Digits MLP {sizes}, {num_batches} minibatches per size. Variance of minibatch gradients vs "
         f"tr(Sigma)/B (N-B)/(N-1): largest deviation {checks['initialization']['max_z_variance']:.1f} / "
@@ -311,10 +319,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         f"{checks['trained']['estimator_rel_error']:.1%}"
         + "".join(f"; not applicable {stage}: noise scale above the largest batch {r['estimator_batch_sizes'][1]}"
                   for stage, r in results.items() if not checks[stage]["estimator_applicable"]) + ").")
-    metrics = {"setting": {"sizes": sizes, "examples": int(x.shape[0]), "num_batches": num_batches,
-                           "train_steps": train_steps, "sampling": "without replacement"},
-               "results": results, "checks": checks}
-    return ExperimentResult("inexact-gradients", CLAIM, bool(passed), verdict, metrics, *_figures(results))
+    return Verdict(bool(passed), text)
 
 
 def _cosine_sentence(stage: str, r: dict, check: dict) -> str:
@@ -344,7 +349,9 @@ def _cosine_sentence(stage: str, r: dict, check: dict) -> str:
             "the tenth with the largest) and the mean of a minibatch leans towards its largest gradients")
 
 
-def _figures(results):
+def figures(m: dict) -> dict:
+    """Variance, mean cosine and signal fraction against the batch size, sampled and exact, at both stages."""
+    results = m["results"]
     fig, (a1, a2, a3) = figure(3, width=5)
     for (stage, r), color in zip(results.items(), ("C0", "C3")):
         b = np.array([row["batch_size"] for row in r["rows"]])
@@ -384,7 +391,12 @@ def _figures(results):
     a3.set_ylabel("|G|^2 / E |g_B|^2 (dimensionless, log)")
     a3.set_title("signal fraction of the minibatch gradient")
     a3.legend(fontsize=6)
-    return ({"inexact_gradients": fig},
-            {"inexact_gradients": "Variance of minibatch gradients against the exact 1/B law, their cosine to the "
-                                  "full gradient, and the signal fraction |G|^2 / E|g_B|^2 (sampled against exact), "
-                                  "at initialization and after training."})
+    return {"inexact_gradients": (fig, "Variance of minibatch gradients against the exact 1/B law, their cosine to "
+                                       "the full gradient, and the signal fraction |G|^2 / E|g_B|^2 (sampled against "
+                                       "exact), at initialization and after training.")}
+
+
+EXPERIMENT = experiment(
+    "inexact-gradients", summary="sec. 8.2.6: minibatch gradient variance falls like 1/B, cosine to the full "
+                                 "gradient rises, gradient noise scale tr(Sigma)/|G|^2",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -35,7 +35,7 @@ from flax import nnx
 
 from jaxdl.data import digits_full
 from jaxdl.experiments._feedforward import figure, fit
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, split
 
 CLAIM = ("Deep Learning sec. 8.2.7 and 8.4: initial parameters must break symmetry between hidden units; with all "
@@ -158,9 +158,8 @@ def _active_fraction(params, x) -> list[float]:
     return fractions
 
 
-@register("initialization", "sec. 8.2.7: zero weights keep hidden units bitwise identical, equal weights up to "
-          "rounding, zero ReLU gradient, random init breaks symmetry, bias 0.1 keeps ReLUs active")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train the six initializations; column gaps, weight changes, losses, ReLU gradients and active fractions."""
     examples, steps, lr = (512, 300, 0.5) if quick else (1797, 3000, 0.5)
     sizes = [64, 32, 32, 10]
     x, y = digits_full()
@@ -237,7 +236,23 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                            "max_abs_grad_output_bias": output_bias_grad},
         "relu_active_fraction_at_init": {"bias 0": active["0"], "bias 0.1": active["0.1"]},
         "loss_curves_every_10": {n: c[::10].tolist() for n, c in curves.items()},
+        "loss_curves": {n: c.tolist() for n, c in curves.items()},
     }
+    return metrics
+
+
+def verdict(m: dict) -> Verdict:
+    """Zero init bitwise, constant init up to rounding (far below random init's gap), zero ReLU gradient, bias."""
+    steps, symmetry_steps = m["setting"]["steps"], m["setting"]["symmetry_check_steps"]
+    entropy, final_loss, check_loss = m["label_entropy"], m["final_loss"], m["loss_at_symmetry_check"]
+    gaps, final_gaps = m["max_column_gap_hidden_layers"], m["max_column_gap_hidden_layers_final"]
+    tolerance, random_gap = m["symmetry_rounding_tolerance"], m["min_column_gap_random_init"]
+    distances, moved = m["min_distance_between_hidden_units"], m["max_weight_change"]
+    hidden_grad_max = m["relu_zero_init"]["max_abs_grad_weights_and_hidden_biases"]
+    output_bias_grad = m["relu_zero_init"]["max_abs_grad_output_bias"]
+    active = {"0": m["relu_active_fraction_at_init"]["bias 0"], "0.1": m["relu_active_fraction_at_init"]["bias 0.1"]}
+    const = "constant 0.02, tanh"
+    randoms = ("LeCun normal, tanh", "He normal, ReLU, bias 0", "He normal, ReLU, bias 0.1")
     # Zero weights stay exactly zero in any arithmetic (every product has a zero factor): that check is bitwise.
     zeros_ok = all(max(final_gaps[n]) == 0.0 and moved[n] == 0.0 and abs(final_loss[n] - entropy) < 1e-3
                    for n in ("zeros, tanh", "zeros, ReLU"))
@@ -249,7 +264,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     later = "" if steps == symmetry_steps else (
         f" After all {steps} steps the constant-init gap is {max(final_gaps[const]):.3g}: the symmetric state is a "
         "saddle, and gradient descent amplifies any asymmetry, rounding included (reported, not judged).")
-    verdict = (
+    text = (
         f"After {steps} gradient steps: zero init keeps every hidden kernel column bitwise equal (max gap "
         f"{max(final_gaps['zeros, tanh']):.1g}), never moves the kernels (max change {moved['zeros, tanh']:.1g}) "
         f"and stalls at loss {final_loss['zeros, tanh']:.5f} = label entropy {entropy:.5f}. After "
@@ -263,13 +278,16 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         f"{final_loss['He normal, ReLU, bias 0.1']:.4f} (ReLU, bias 0 / 0.1), closest hidden units "
         f"{distances['LeCun normal, tanh']:.3g} apart. Active ReLUs at the start: "
         f"{np.mean(active['0']):.3f} with bias 0, {np.mean(active['0.1']):.3f} with bias 0.1.")
-    return ExperimentResult("initialization", CLAIM, passed, verdict, metrics, *_figures(curves, entropy, active))
+    return Verdict(passed, text)
 
 
-def _figures(curves, entropy, active):
+def figures(m: dict) -> dict:
+    """Loss curves of the six initializations; active ReLU fractions with and without the 0.1 bias."""
+    entropy = m["label_entropy"]
+    active = {"0": m["relu_active_fraction_at_init"]["bias 0"], "0.1": m["relu_active_fraction_at_init"]["bias 0.1"]}
     fig, (ax,) = figure(1, width=6.5)
-    for name, curve in curves.items():
-        ax.plot(np.arange(curve.size), curve, label=name)
+    for name, curve in m["loss_curves"].items():
+        ax.plot(np.arange(len(curve)), curve, label=name)
     ax.axhline(entropy, color="k", ls=":", lw=1, label=f"label entropy {entropy:.3f} (bias-only optimum)")
     ax.set_yscale("log")
     ax.set_xlabel("gradient step (full batch)")
@@ -286,7 +304,15 @@ def _figures(curves, entropy, active):
     ax2.set_ylim(0, 1)
     ax2.set_title("He-normal ReLU network on the digits, before training")
     ax2.legend()
-    return ({"initialization_loss_curves": fig, "initialization_relu_active": fig2},
-            {"initialization_loss_curves": "Training loss of the same network from six initializations; zero and "
-                                           "constant weights keep the hidden units identical (up to rounding).",
-             "initialization_relu_active": "A small positive bias raises the fraction of active ReLUs at the start."})
+    return {
+        "initialization_loss_curves": (fig, "Training loss of the same network from six initializations; zero and "
+                                            "constant weights keep the hidden units identical (up to rounding)."),
+        "initialization_relu_active": (fig2, "A small positive bias raises the fraction of active ReLUs at the "
+                                             "start."),
+    }
+
+
+EXPERIMENT = experiment(
+    "initialization", summary="sec. 8.2.7: zero weights keep hidden units bitwise identical, equal weights up to "
+    "rounding, zero ReLU gradient, random init breaks symmetry, bias 0.1 keeps ReLUs active",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -25,7 +25,7 @@ import optax
 import analysis
 from jaxdl.data import digits_full
 from jaxdl.experiments._feedforward import figure, fit
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.experiments.initialization import initialize_mlp
 
 CLAIM = ("Loss landscapes (Goodfellow, Vinyals & Saxe 2015; Li et al. 2018): the loss falls monotonically on the "
@@ -46,9 +46,8 @@ def _filter_norm_error(direction, params) -> float:
     return worst
 
 
-@register("landscapes", "loss landscapes: monotone init-to-solution interpolation, Hessian-eigenvector slices, "
-          "filter-normalised 2-D surface (vmap-batched)")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train the MLP, then the interpolation, the two eigenvector slices and the 2-D surface (timed)."""
     if quick:
         sizes, examples, steps, grid, h = [64, 16, 10], 512, 300, 15, 1e-3
     else:
@@ -104,7 +103,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     top_err = abs(curvature["top"] / lam_top - 1)
     bottom_err = abs(curvature["bottom"] - lam_bottom) / abs(lam_top)
     argmin = np.unravel_index(np.argmin(surface), surface.shape)
-    metrics = {
+    return {
         "setting": {"sizes": sizes, "examples": examples, "train_steps": steps, "optimizer": "sgd 0.5",
                     "grid": grid, "dtype": "float64"},
         "interpolation": {"alphas": alphas.tolist(), "loss": path.tolist(), "loss_init": float(path[i0]),
@@ -121,25 +120,34 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                        "points": grid * grid, "batched_seconds": batched_time,
                        "python_loop_seconds_per_point": loop_time,
                        "speedup": None if loop_time is None else loop_time * grid * grid / batched_time},
+        # Plot data: the two eigenvector slices and the 2-D surface (grid x grid, first index along direction 1).
+        "plot": {"slice_distance": wide, "slices": slices, "surface_coords": coords, "surface": surface},
     }
-    monotone = metrics["interpolation"]["monotone"]
-    centre_min = surface[centre, centre] <= surface.min() + 1e-12
+
+
+def verdict(m: dict) -> Verdict:
+    """Monotone interpolation, second differences equal to the eigenvalues, the trained point lowest on the grid."""
+    interp, hs, surf = m["interpolation"], m["hessian_slices"], m["surface_2d"]
+    grid, max_rise, monotone = m["setting"]["grid"], interp["max_rise_on_0_1"], interp["monotone"]
+    top_err, bottom_err = hs["relative_error_top"], hs["error_bottom_relative_to_lambda_max"]
+    rise, norm_error, loop_time = hs["rise_at_alpha_1"], surf["filter_norm_relative_error"], \
+        surf["python_loop_seconds_per_point"]
+    centre_min = surf["centre_loss"] <= surf["grid_min"] + 1e-12
     passed = bool(monotone and top_err < 1e-3 and bottom_err < 1e-3 and centre_min and norm_error < 1e-10
-                  and slices["top"][-1] - loss_star > slices["bottom"][-1] - loss_star)
-    verdict = (
-        f"Interpolation init -> trained: loss {path[i0]:.4f} -> {loss_star:.4f}, largest rise between consecutive "
-        f"points on [0, 1] {max_rise:.2e} ({'monotone' if monotone else 'not monotone'}). Hessian at the solution: "
-        f"lambda_max {lam_top:.4g}, lambda_min {lam_bottom:.3g}; central second differences (h = {h:g}) "
-        f"{curvature['top']:.4g} and {curvature['bottom']:.3g} (relative error {top_err:.1e}, error "
-        f"{bottom_err:.1e} of lambda_max); at alpha = 1 the loss rises by {slices['top'][-1] - loss_star:.3g} along "
-        f"the top and {slices['bottom'][-1] - loss_star:.3g} along the bottom eigenvector. Filter-normalised 2-D "
-        f"slice ({grid}x{grid}, filter norms matched to {norm_error:.0e}): centre {surface[centre, centre]:.4f}, grid "
-        f"minimum {surface.min():.4f} at offset {metrics['surface_2d']['argmin_offset']}; one batched call "
-        f"{batched_time * 1e3:.0f} ms"
+                  and rise["top"] > rise["bottom"])
+    text = (
+        f"Interpolation init -> trained: loss {interp['loss_init']:.4f} -> {interp['loss_trained']:.4f}, largest rise "
+        f"between consecutive points on [0, 1] {max_rise:.2e} ({'monotone' if monotone else 'not monotone'}). "
+        f"Hessian at the solution: lambda_max {hs['lambda_max']:.4g}, lambda_min {hs['lambda_min']:.3g}; central "
+        f"second differences (h = {hs['step']:g}) {hs['second_difference_top']:.4g} and "
+        f"{hs['second_difference_bottom']:.3g} (relative error {top_err:.1e}, error {bottom_err:.1e} of lambda_max); "
+        f"at alpha = 1 the loss rises by {rise['top']:.3g} along the top and {rise['bottom']:.3g} along the bottom "
+        f"eigenvector. Filter-normalised 2-D slice ({grid}x{grid}, filter norms matched to {norm_error:.0e}): centre "
+        f"{surf['centre_loss']:.4f}, grid minimum {surf['grid_min']:.4f} at offset {surf['argmin_offset']}; one "
+        f"batched call {surf['batched_seconds'] * 1e3:.0f} ms"
         + ("." if loop_time is None else f" vs {loop_time * 1e3:.2f} ms per point in a Python loop "
-           f"({metrics['surface_2d']['speedup']:.0f}x)."))
-    figures, captions = _figures(alphas, path, wide, slices, lam_top, lam_bottom, loss_star, coords, surface)
-    return ExperimentResult("landscapes", CLAIM, passed, verdict, metrics, figures, captions)
+           f"({surf['speedup']:.0f}x)."))
+    return Verdict(passed, text)
 
 
 def _python_loop_time(loss_fn, params, d1, d2, coords, x, y, rows: int) -> float:
@@ -156,7 +164,13 @@ def _python_loop_time(loss_fn, params, d1, d2, coords, x, y, rows: int) -> float
     return (time.perf_counter() - t0) / (rows * len(coords))
 
 
-def _figures(alphas, path, wide, slices, lam_top, lam_bottom, loss_star, coords, surface):
+def figures(m: dict) -> dict:
+    """The interpolation, the eigenvector slices with their quadratic models, and the filter-normalised surface."""
+    plot, hs = m["plot"], m["hessian_slices"]
+    alphas, path = np.asarray(m["interpolation"]["alphas"]), np.asarray(m["interpolation"]["loss"])
+    wide, slices = np.asarray(plot["slice_distance"]), {k: np.asarray(v) for k, v in plot["slices"].items()}
+    coords, surface = np.asarray(plot["surface_coords"]), np.asarray(plot["surface"])
+    lam_top, lam_bottom, loss_star = hs["lambda_max"], hs["lambda_min"], m["interpolation"]["loss_trained"]
     fig, (a1, a2, a3) = figure(3, width=4.6)
     a1.plot(alphas, path, "o-", ms=3)
     a1.axvspan(0, 1, color="0.9", zorder=0)
@@ -183,7 +197,13 @@ def _figures(alphas, path, wide, slices, lam_top, lam_bottom, loss_star, coords,
     a3.set_ylabel("beta (filter-normalised direction 2)")
     a3.set_title("2-D filter-normalised slice")
     a3.legend(fontsize=7)
-    return ({"landscapes": fig},
-            {"landscapes": "Left: loss on the straight line from initialization (0) to the solution (1). Middle: "
-                           "slices along the top and bottom Hessian eigenvectors with their quadratic models. Right: "
-                           "loss on the plane of two filter-normalised random directions (Li et al. 2018)."})
+    return {"landscapes": (fig, "Left: loss on the straight line from initialization (0) to the solution (1). Middle: "
+                                "slices along the top and bottom Hessian eigenvectors with their quadratic models. "
+                                "Right: loss on the plane of two filter-normalised random directions (Li et al. "
+                                "2018).")}
+
+
+EXPERIMENT = experiment(
+    "landscapes", summary="loss landscapes: monotone init-to-solution interpolation, Hessian-eigenvector slices, "
+                          "filter-normalised 2-D surface (vmap-batched)",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

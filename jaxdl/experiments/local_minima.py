@@ -27,7 +27,7 @@ from jax.flatten_util import ravel_pytree
 
 import analysis
 from jaxdl.experiments._feedforward import figure, fit
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.experiments.initialization import initialize_mlp
 
 CLAIM = ("Deep Learning sec. 8.2.2: even networks without hidden units can have local minima of higher cost than the "
@@ -171,12 +171,31 @@ def _relu_part(seed: int, steps: int):
             "trained_loss": float(loss_fn(trained, x, y)), "train_steps": steps}
 
 
-@register("local-minima", "sec. 8.2.2: a sigmoid unit without hidden layer and a dead-ReLU network have local minima "
-          "of higher cost (gradient ~ 0, Hessian PSD, lower point elsewhere)")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _plot_data(values, digits: int = 5) -> np.ndarray:
+    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short
+    in ``results.json``)."""
+    a = np.asarray(values, np.float64)
+    return np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """Both constructions; the sigmoid unit's loss surface (at most 121 x 121 of its grid) and segment to plot."""
     with jax.enable_x64(True):
         sig = _sigmoid_part(seed, 61 if quick else 241, gd_runs_wanted=not quick)
         relu = _relu_part(seed, steps=500 if quick else 3000)
+    ws, bs, surface = sig["grid"]
+    every = max(1, (len(ws) - 1) // 120)  # the full grid of 241 is drawn from every other point
+    # Rounded, but kept inside the exact range of the grid, which sets the contour levels.
+    drawn = np.clip(_plot_data(surface[::every, ::every], 6), surface.min(), surface.max())
+    return {"sigmoid_unit": {k: v for k, v in sig.items() if k not in ("grid", "segment_loss")},
+            "dead_relu_network": relu,
+            "plot": {"w": ws[::every], "b": bs[::every], "surface": drawn, "surface_max": float(surface.max()),
+                     "segment_loss": sig["segment_loss"]}}
+
+
+def verdict(m: dict) -> Verdict:
+    """Both points are minima (gradient ~ 0, Hessian PSD, perturbations rise) above a lower point elsewhere."""
+    sig, relu = m["sigmoid_unit"], m["dead_relu_network"]
     glob, local = sig["minima"][0], sig["minima"][-1]
     sig_ok = (len(sig["minima"]) >= 2 and local["kind"] == "minimum" and local["grad_norm"] < 1e-10
               and min(local["eigenvalues"]) > 0 and glob["loss"] < local["loss"] - 0.1
@@ -184,10 +203,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
               and sig["grid_min_loss"] >= glob["loss"] - 1e-12)
     relu_ok = (relu["kind"] == "minimum" and relu["grad_norm"] < 1e-12 and relu["perturbation_min_change"] >= -1e-15
                and relu["trained_loss"] < 0.5 * relu["loss"])
-    passed = bool(sig_ok and relu_ok)
-    metrics = {"sigmoid_unit": {k: v for k, v in sig.items() if k not in ("grid", "segment_loss")},
-               "dead_relu_network": relu}
-    verdict = (
+    text = (
         f"Sigmoid unit, no hidden layer: local minimum (w, b) = ({local['w']:.3f}, {local['b']:.3f}) with loss "
         f"{local['loss']:.4f}, |g| = {local['grad_norm']:.1e}, Hessian eigenvalues "
         f"{', '.join(f'{v:.3g}' for v in local['eigenvalues'])}; the global minimum ({glob['w']:.3f}, {glob['b']:.3f}) "
@@ -204,26 +220,36 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         f"{relu['num_params']} zero), min change over perturbations of norm {relu['perturbation_radius']:.2f} "
         f"{relu['perturbation_min_change']:.1e}; trained from He init the same network reaches "
         f"{relu['trained_loss']:.4f}.")
-    return ExperimentResult("local-minima", CLAIM, passed, verdict, metrics, *_figures(sig))
+    return Verdict(bool(sig_ok and relu_ok), text)
 
 
-def _figures(sig):
-    ws, bs, surface = sig["grid"]
+def figures(m: dict) -> dict:
+    """The sigmoid unit's loss surface with its two minima, and the loss on the segment between them."""
+    sig, plot = m["sigmoid_unit"], m["plot"]
+    ws, bs, surface = np.asarray(plot["w"]), np.asarray(plot["b"]), np.asarray(plot["surface"])
+    segment_loss = np.asarray(plot["segment_loss"])
     fig, (a1, a2) = figure(2, width=5)
-    levels = np.geomspace(max(surface.min(), 1e-3), surface.max(), 25)
+    levels = np.geomspace(max(sig["grid_min_loss"], 1e-3), plot["surface_max"], 25)  # of the whole grid
     cs = a1.contourf(ws, bs, surface.T, levels=levels, cmap="viridis", norm="log")
     fig.colorbar(cs, ax=a1, label="mean squared error (log scale)")
-    for m, marker, label in ((sig["minima"][0], "*", "global minimum"), (sig["minima"][-1], "X", "local minimum")):
-        a1.plot(m["w"], m["b"], marker, color="w", ms=14, mec="k", label=f"{label}, loss {m['loss']:.3f}")
+    for point, marker, label in ((sig["minima"][0], "*", "global minimum"),
+                                 (sig["minima"][-1], "X", "local minimum")):
+        a1.plot(point["w"], point["b"], marker, color="w", ms=14, mec="k",
+                label=f"{label}, loss {point['loss']:.3f}")
     a1.set_xlabel("weight w")
     a1.set_ylabel("bias b")
     a1.set_title("one sigmoid unit, squared error, 4 points")
     a1.legend(fontsize=8, loc="lower right")
-    segment = np.linspace(0, 1, sig["segment_loss"].size)
-    a2.plot(segment, sig["segment_loss"])
+    segment = np.linspace(0, 1, segment_loss.size)
+    a2.plot(segment, segment_loss)
     a2.set_xlabel("alpha: (1 - alpha) local minimum + alpha global minimum")
     a2.set_ylabel("mean squared error")
     a2.set_title("the segment between the minima crosses a barrier")
-    return ({"local_minima_sigmoid": fig},
-            {"local_minima_sigmoid": "Loss surface of a single sigmoid unit over (w, b) with its two minima, and the "
-                                     "loss on the straight segment between them."})
+    return {"local_minima_sigmoid": (fig, "Loss surface of a single sigmoid unit over (w, b) with its two minima, "
+                                          "and the loss on the straight segment between them.")}
+
+
+EXPERIMENT = experiment(
+    "local-minima", summary="sec. 8.2.2: a sigmoid unit without hidden layer and a dead-ReLU network have local "
+                            "minima of higher cost (gradient ~ 0, Hessian PSD, lower point elsewhere)",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

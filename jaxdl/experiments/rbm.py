@@ -18,7 +18,7 @@ import numpy as np
 
 from jaxdl.data import digits_binarized
 from jaxdl.experiments._images import curves, image_grid
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.rbm import RBMParams, ais_log_partition, fit_rbm, gibbs_chain, hidden_probabilities, \
     log_likelihood_exact, log_partition_exact, visible_bias_from_data, visible_probabilities
 
@@ -63,9 +63,13 @@ def chain_samples(params: RBMParams, key: jax.Array, num_chains: int, num_steps:
     return np.asarray(visible_probabilities(params, hidden_probabilities(params, v)))
 
 
-@register("rbm-digits", "sec. 18.2/20.2: CD-1/CD-10/PCD-1 RBMs (10 hidden) on binarised digits, exact test "
-                        "log-likelihood >= -20.5 nats, beat independent pixels and scikit-learn; AIS vs exact log Z")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _plot_data(values) -> np.ndarray:
+    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
+    return np.round(np.asarray(values, np.float64), 4)
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """Train the RBMs, score them exactly, check AIS on the first, and sample it for the figures."""
     epochs, methods = (3, ["CD-1"]) if quick else (100, list(METHODS))
     num_betas, chain_steps = (1000, 100) if quick else (10000, 1000)
     data = digits_binarized()
@@ -91,38 +95,52 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     exact_log_z = float(log_partition_exact(first))
     ais = ais_log_partition(first, jax.random.fold_in(key, 99), num_betas=num_betas, num_runs=100,
                             base_visible_bias=visible_bias_from_data(data.x_train))
-    ais_error = float(ais.log_partition) - exact_log_z
-    ais_ok = abs(ais_error) <= 3 * float(ais.std_error) + 0.02
-
-    ours = {m: results[m]["test_log_likelihood"] for m in methods}
-    passed = all(v >= TARGET and v > baseline for v in ours.values()) and ais_ok
-    verdict = ("Exact test log-likelihood (nats/image): " + ", ".join(f"{m} {v:.2f}" for m, v in ours.items())
-               + (f", scikit-learn {results['scikit-learn']['test_log_likelihood']:.2f}" if not quick else "")
-               + f", independent pixels {baseline:.2f} (target >= {TARGET}, {epochs} epochs). AIS log Z "
-               f"{float(ais.log_partition):.3f} +- {float(ais.std_error):.3f} vs exact {exact_log_z:.3f} "
-               f"(error {ais_error:+.3f}).")
-    metrics = {"results": results, "independent_pixels": baseline, "anchors": ANCHORS, "target": TARGET,
-               "epochs": epochs, "hidden_units": 10, "training": {**TRAINING, "methods": METHODS},
-               "ais": {"model": methods[0], "num_betas": num_betas, "num_runs": 100, "estimate":
-                       float(ais.log_partition), "std_error": float(ais.std_error), "exact": exact_log_z,
-                       "error": ais_error},
-               "test_log_likelihood_per_epoch": {m: h.tolist() for m, h in histories.items()}}
-    hlines = [(baseline, "independent pixels"), (TARGET, f"target {TARGET}")]
-    if not quick:
-        hlines.append((results["scikit-learn"]["test_log_likelihood"], "scikit-learn BernoulliRBM"))
     samples = chain_samples(first, jax.random.fold_in(key, 7), 100, chain_steps, data.x_train)
-    figures = {
-        "rbm_curves": curves(np.arange(1, epochs + 1), histories, xlabel="epoch",
-                             ylabel="exact test log-likelihood (nats per image)", hlines=hlines,
-                             title="RBM, 10 hidden units, binarised digits"),
-        "rbm_samples": image_grid(samples, rows=10, cols=10, title=f"{methods[0]} RBM: p(v=1|h) after "
-                                  f"{chain_steps} Gibbs steps, 100 chains"),
-        "rbm_filters": image_grid(np.asarray(first.weights).T, rows=1, cols=10, symmetric=True,
-                                  title=f"{methods[0]} RBM filters W[:, j] (8x8)"),
+    return {"results": results, "independent_pixels": baseline, "anchors": ANCHORS, "target": TARGET,
+            "epochs": epochs, "hidden_units": 10, "training": {**TRAINING, "methods": METHODS},
+            "ais": {"model": methods[0], "num_betas": num_betas, "num_runs": 100, "estimate":
+                    float(ais.log_partition), "std_error": float(ais.std_error), "exact": exact_log_z,
+                    "error": float(ais.log_partition) - exact_log_z},
+            "test_log_likelihood_per_epoch": {m: h.tolist() for m, h in histories.items()},
+            "methods": methods, "chain_steps": chain_steps, "chain_samples": _plot_data(samples),
+            "filters": np.asarray(first.weights).T}
+
+
+def verdict(m: dict) -> Verdict:
+    """Every trained RBM >= the target and above independent pixels, and AIS within 3 SE + 0.02 of the exact log Z."""
+    results, baseline, ais = m["results"], m["independent_pixels"], m["ais"]
+    ais_ok = abs(ais["error"]) <= 3 * ais["std_error"] + 0.02
+    ours = {name: results[name]["test_log_likelihood"] for name in m["methods"]}
+    passed = all(v >= TARGET and v > baseline for v in ours.values()) and ais_ok
+    text = ("Exact test log-likelihood (nats/image): " + ", ".join(f"{name} {v:.2f}" for name, v in ours.items())
+            + (f", scikit-learn {results['scikit-learn']['test_log_likelihood']:.2f}" if "scikit-learn" in results
+               else "")
+            + f", independent pixels {baseline:.2f} (target >= {TARGET}, {m['epochs']} epochs). AIS log Z "
+            f"{ais['estimate']:.3f} +- {ais['std_error']:.3f} vs exact {ais['exact']:.3f} (error {ais['error']:+.3f}).")
+    return Verdict(bool(passed), text)
+
+
+def figures(m: dict) -> dict:
+    """Test log-likelihood per epoch, Gibbs samples and the filters of the first RBM."""
+    histories, results, first = m["test_log_likelihood_per_epoch"], m["results"], m["ais"]["model"]
+    hlines = [(m["independent_pixels"], "independent pixels"), (TARGET, f"target {TARGET}")]
+    if "scikit-learn" in results:
+        hlines.append((results["scikit-learn"]["test_log_likelihood"], "scikit-learn BernoulliRBM"))
+    return {
+        "rbm_curves": (curves(np.arange(1, m["epochs"] + 1), histories, xlabel="epoch",
+                              ylabel="exact test log-likelihood (nats per image)", hlines=hlines,
+                              title="RBM, 10 hidden units, binarised digits"),
+                       "Exact test log-likelihood per epoch (2^10 hidden states enumerated), with baselines."),
+        "rbm_samples": (image_grid(m["chain_samples"], rows=10, cols=10, title=f"{first} RBM: p(v=1|h) after "
+                                   f"{m['chain_steps']} Gibbs steps, 100 chains"),
+                        "Samples from long block-Gibbs chains started from independent pixels (white 0, black 1)."),
+        "rbm_filters": (image_grid(m["filters"], rows=1, cols=10, symmetric=True,
+                                   title=f"{first} RBM filters W[:, j] (8x8)"),
+                        "Weights of each hidden unit as an 8x8 image (red positive, blue negative)."),
     }
-    captions = {
-        "rbm_curves": "Exact test log-likelihood per epoch (2^10 hidden states enumerated), with baselines.",
-        "rbm_samples": "Samples from long block-Gibbs chains started from independent pixels (white 0, black 1).",
-        "rbm_filters": "Weights of each hidden unit as an 8x8 image (red positive, blue negative).",
-    }
-    return ExperimentResult("rbm-digits", CLAIM, bool(passed), verdict, metrics, figures, captions)
+
+
+EXPERIMENT = experiment(
+    "rbm-digits", summary="sec. 18.2/20.2: CD-1/CD-10/PCD-1 RBMs (10 hidden) on binarised digits, exact test "
+                          "log-likelihood >= -20.5 nats, beat independent pixels and scikit-learn; AIS vs exact log Z",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -29,7 +29,7 @@ from jax.flatten_util import ravel_pytree
 
 import analysis
 from jaxdl.experiments._feedforward import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.experiments.initialization import initialize_mlp, stack
 
 CLAIM = ("Deep Learning sec. 8.2.3: critical points of high cost are saddle points with many negative Hessian "
@@ -254,9 +254,15 @@ def _escape_alignment(path: np.ndarray, saddle: np.ndarray, basis: np.ndarray, r
     return _alignment(path[t] - saddle, basis), t
 
 
-@register("saddles", "sec. 8.2.3: index of critical points grows with the loss; noisy GD escapes saddles, Newton "
-          "is attracted to them")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def _plot_data(values, digits: int = 5) -> np.ndarray:
+    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short
+    in ``results.json``)."""
+    a = np.asarray(values, np.float64)
+    return np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
+
+
+def measure(*, seed: int, quick: bool) -> dict:
+    """The census of critical points, the toy saddle and the network saddle; their paths and curves to plot."""
     if quick:
         inputs, hidden, examples, seeds, snaps, lm_steps = 3, 4, 64, 8, (0, 10, 30, 100, 300, 1000, 3000), 40
     else:
@@ -284,9 +290,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
     order = np.argsort(losses)
     third = max(1, len(order) // 3)
     low_index, high_index = float(index[order[:third]].mean()), float(index[order[-third:]].mean())
-    census_ok = len(distinct) >= 6 and rho > 0.5 and high_index > low_index
-
-    metrics = {
+    return {
         "network": {"inputs": inputs, "hidden": hidden, "examples": examples, "num_params": n,
                     "weight_decay": WEIGHT_DECAY},
         "census": {"starts": seeds * len(snaps), "converged_fraction": converged_fraction,
@@ -296,16 +300,30 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                    "kinds": {k: sum(r["kind"] == k for r in records) for k in ("minimum", "saddle", "maximum")}},
         "toy_saddle": {k: v for k, v in toy.items() if k != "paths"},
         "network_saddle": {k: v for k, v in net.items() if k not in ("paths", "losses", "dist")},
+        # Plot data: the toy paths, and the losses and distances from the network saddle at every step.
+        "plot": {"toy_paths": toy["paths"], "network_losses": {k: _plot_data(v, 7) for k, v in net["losses"].items()},
+                 "network_distance": {k: _plot_data(v) for k, v in net["dist"].items()}},
     }
+
+
+def verdict(m: dict) -> Verdict:
+    """Index rising with the loss over the distinct points; noisy GD escapes both saddles, Newton stays."""
+    census, toy, net = m["census"], m["toy_saddle"], m["network_saddle"]
+    records, rho = census["critical_points"], census["spearman_loss_index"]
+    rho_all = census["spearman_loss_index_all_converged_starts"]
+    distinct, starts = census["distinct_critical_points"], census["starts"]
+    low_index, high_index = census["mean_index_lowest_third"], census["mean_index_highest_third"]
+    n, hidden = m["network"]["num_params"], m["network"]["hidden"]
+    census_ok = distinct >= 6 and rho > 0.5 and high_index > low_index
     toy_ok = (toy["gd_noise_final_abs_y"] > 1.0 and toy["gd_noise_cosine_ey"] > 0.999
               and toy["gd_no_noise_final_abs_y"] == 0.0 and toy["newton_max_distance_late"] < 10 * toy["noise"])
     net_ok = (net["saddle_index"] > 0 and net["gd_noise_final_loss"] < net["saddle_loss"] - 0.05 * net["saddle_loss"]
               and net["escape_alignment"] > 0.9 and net["newton_final_distance"] < 1e3 * net["noise"]
               and net["gd_no_noise_symmetry_gap"] == 0.0)
     passed = bool(census_ok and toy_ok and net_ok)
-    verdict = (
-        f"{len(records)} critical points (|g| <= 1e-9) from {seeds * len(snaps)} starts of a {n}-parameter network, "
-        f"{len(distinct)} distinct: Spearman correlation of loss and index {rho:.2f} over the distinct points "
+    text = (
+        f"{len(records)} critical points (|g| <= 1e-9) from {starts} starts of a {n}-parameter network, "
+        f"{distinct} distinct: Spearman correlation of loss and index {rho:.2f} over the distinct points "
         f"({rho_all:.2f} counting every start); mean index {low_index:.3f} in the lowest-loss third vs "
         f"{high_index:.3f} in the highest. x^2 - y^2: gradient descent with noise {toy['noise']:.0e} reached "
         f"|y| = {toy['gd_noise_final_abs_y']:.3g} with displacement cosine {toy['gd_noise_cosine_ey']:.4f} to the "
@@ -315,8 +333,7 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         f"noisy GD fell to loss {net['gd_noise_final_loss']:.4f}, leaving with {net['escape_alignment']:.3f} of the "
         f"displacement in the lambda_min eigenspace (isotropic noise: {net['random_alignment']:.3f}); Newton ended "
         f"{net['newton_final_distance']:.1e} from the saddle.")
-    figures, captions = _figures(records, rho, toy, net)
-    return ExperimentResult("saddles", CLAIM, passed, verdict, metrics, figures, captions)
+    return Verdict(passed, text)
 
 
 def _toy_saddle(seed: int, *, steps: int, noise: float = 1e-6, learning_rate: float = 0.1):
@@ -389,7 +406,12 @@ def _network_saddle(loss_fn, saddle, x, y, seed: int, *, max_steps: int, noise: 
     }
 
 
-def _figures(records, rho, toy, net):
+def figures(m: dict) -> dict:
+    """Index against loss of every critical point; the toy saddle's paths; loss and distance from the network saddle."""
+    records, rho, net = m["census"]["critical_points"], m["census"]["spearman_loss_index"], m["network_saddle"]
+    toy_noise, paths = m["toy_saddle"]["noise"], {k: np.asarray(v) for k, v in m["plot"]["toy_paths"].items()}
+    losses = {k: np.asarray(v) for k, v in m["plot"]["network_losses"].items()}
+    dist = {k: np.asarray(v) for k, v in m["plot"]["network_distance"].items()}
     fig, (ax,) = figure(1, width=6)
     for kind, marker in (("minimum", "o"), ("saddle", "s"), ("maximum", "^")):
         sel = [r for r in records if r["kind"] == kind]
@@ -410,18 +432,18 @@ def _figures(records, rho, toy, net):
     cs = a1.contour(gx, gy, gx**2 - gy**2, levels=15, cmap="coolwarm")
     a1.clabel(cs, fontsize=6)
     for name, style in (("gd_noise", "C0.-"), ("gd_no_noise", "C2--"), ("newton", "C3o-")):
-        p = toy["paths"][name]
+        p = paths[name]
         inside = np.all(np.abs(p) <= 1.2, axis=1)
         a1.plot(p[inside, 0], p[inside, 1], style, ms=3, label=name.replace("_", " "))
     a1.set_xlabel("x (parameter units)")
     a1.set_ylabel("y (parameter units)")
     a1.set_title("$f(x, y) = x^2 - y^2$, start (1, 0)")
     a1.legend(fontsize=8)
-    steps = np.arange(toy["paths"]["gd_noise"].shape[0])
+    steps = np.arange(paths["gd_noise"].shape[0])
     for name, color in (("gd_noise", "C0"), ("newton", "C3")):
-        a2.semilogy(steps, np.maximum(np.abs(toy["paths"][name][:, 1]), 1e-300), color=color,
+        a2.semilogy(steps, np.maximum(np.abs(paths[name][:, 1]), 1e-300), color=color,
                     label=name.replace("_", " "))
-    a2.axhline(toy["noise"], color="0.5", ls=":", label=f"noise std {toy['noise']:.0e}")
+    a2.axhline(toy_noise, color="0.5", ls=":", label=f"noise std {toy_noise:.0e}")
     a2.set_xlabel("step")
     a2.set_ylabel("|y|: distance along the escape direction (log)")
     a2.set_title("escape grows like $(1 + 2\\epsilon)^t$")
@@ -429,27 +451,32 @@ def _figures(records, rho, toy, net):
 
     fig3, (b1, b2) = figure(2, width=5)
     for name, color in (("gd_noise", "C0"), ("gd_no_noise", "C2"), ("newton", "C3")):
-        b1.plot(np.arange(net["losses"][name].size), net["losses"][name], color=color, label=name.replace("_", " "))
+        b1.plot(np.arange(losses[name].size), losses[name], color=color, label=name.replace("_", " "))
     b1.axhline(net["saddle_loss"], color="k", ls=":", lw=1, label="loss at the saddle")
     b1.set_xlabel("step")
     b1.set_ylabel("training loss (MSE / 2 + decay)")
     b1.set_title("network saddle: all hidden units equal")
     b1.legend(fontsize=8)
     for name, color in (("gd_noise", "C0"), ("newton", "C3")):
-        b2.semilogy(np.arange(net["dist"][name].size), np.maximum(net["dist"][name], 1e-300), color=color,
+        b2.semilogy(np.arange(dist[name].size), np.maximum(dist[name], 1e-300), color=color,
                     label=name.replace("_", " "))
     b2.axhline(1e-2, color="0.5", ls=":", label="radius where alignment is measured")
     b2.set_xlabel("step")
     b2.set_ylabel("distance from the saddle (parameter norm, log)")
     b2.set_title(f"escape alignment with $\\lambda_{{min}}$ eigenspace: {net['escape_alignment']:.3f}")
     b2.legend(fontsize=8)
-    figures = {"saddles_index_vs_loss": fig, "saddles_toy": fig2, "saddles_network": fig3}
-    captions = {
-        "saddles_index_vs_loss": "Critical points found by Levenberg-Marquardt on the squared gradient norm, with "
-                                 "their exact Hessian index; the star is the symmetric saddle.",
-        "saddles_toy": "Gradient descent with noise leaves the saddle of x^2 - y^2 along y; without noise it "
-                       "converges to the saddle; Newton's method jumps to the saddle and stays.",
-        "saddles_network": "From the all-units-equal saddle: noisy gradient descent escapes and lowers the loss, "
-                           "noise-free gradient descent keeps the units equal, Newton's method stays at the saddle.",
+    return {
+        "saddles_index_vs_loss": (fig, "Critical points found by Levenberg-Marquardt on the squared gradient norm, "
+                                       "with their exact Hessian index; the star is the symmetric saddle."),
+        "saddles_toy": (fig2, "Gradient descent with noise leaves the saddle of x^2 - y^2 along y; without noise it "
+                              "converges to the saddle; Newton's method jumps to the saddle and stays."),
+        "saddles_network": (fig3, "From the all-units-equal saddle: noisy gradient descent escapes and lowers the "
+                                  "loss, noise-free gradient descent keeps the units equal, Newton's method stays at "
+                                  "the saddle."),
     }
-    return figures, captions
+
+
+EXPERIMENT = experiment(
+    "saddles", summary="sec. 8.2.3: index of critical points grows with the loss; noisy GD escapes saddles, Newton "
+                       "is attracted to them",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -16,7 +16,7 @@ from flax import nnx
 
 from jaxdl.data import function_1d
 from jaxdl.experiments._feedforward import figure, fit, init_stack, loglog_slope
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, split
 from jaxdl.models.mlp import ACTIVATIONS
 
@@ -121,14 +121,14 @@ def fit_widths(activation: str, widths, seeds: int, steps: int, data, seed: int 
     return run(params, masks, data.x_train, data.y_train, data.x_test, data.y_test)
 
 
-@register("universal-approximation",
-          "sec. 6.4.1: one hidden layer fits a continuous 1-D function; error falls with width")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Trained and least-squares errors of one hidden layer against its width, and the fits of a few widths."""
     widths, seeds, steps = ((1, 4, 32), 2, 2000) if quick else ((1, 2, 4, 8, 16, 32, 64, 128), 3, 3000)
     activations = ("tanh",) if quick else ("tanh", "relu")
     data = function_1d("wiggle", num_train=128 if quick else 512, num_test=513, seed=seed)
     scale = float(jnp.std(data.y_test))
-    results, preds, checks = {}, {}, {}
+    results, fits, checks = {}, {}, {}
+    shown = sorted({0, len(widths) // 2, len(widths) - 1})  # the widths whose fits are drawn
     for act in activations:
         rms, mx, pred = fit_widths(act, widths, seeds, steps, data, seed)
         best = jnp.argmin(rms, axis=1)  # best of the seeds: the claim is about a width, training noise aside
@@ -141,7 +141,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
             "least_squares_rms_error": ls,
             "trained_loglog_slope": loglog_slope(widths, trained),
         }
-        preds[act] = np.asarray(pred[jnp.arange(len(widths)), best])
+        best_pred = np.asarray(pred[jnp.arange(len(widths)), best])
+        fits[act] = {str(widths[i]): best_pred[i] for i in shown}
         ls = np.asarray(ls)
         # Steps count as falling until the error reaches float64 least-squares round-off (1e-6 of the target std).
         live = ls[:-1] > 1e-6 * scale
@@ -151,9 +152,19 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
             "least_squares_ratio_widest_to_narrowest": float(ls[-1] / ls[0]),
             "least_squares_fraction_of_steps_reducing_error": float(np.mean((np.diff(ls) < 0)[live])),
         }
+    return {"function": "sin(3 pi x) + 0.5 cos(7 x) on [-1, 1]", "widths": list(widths), "seeds": seeds,
+            "steps": steps, "target_std": scale, "results": results, "checks": checks,
+            "fits": {"x": np.asarray(data.x_test[:, 0]), "target": np.asarray(data.y_test[:, 0]),
+                     "best_seed_predictions": fits}}
+
+
+def verdict(m: dict) -> Verdict:
+    """For every activation the widest network's error is under a tenth of the narrowest's (trained) and under a
+    hundredth with a least-squares output layer, whose error falls with nearly every added width."""
+    widths, seeds, results, checks = m["widths"], m["seeds"], m["results"], m["checks"]
     passed = all(c["trained_ratio_widest_to_narrowest"] < 0.1 and c["least_squares_ratio_widest_to_narrowest"] < 0.01
                  and c["least_squares_fraction_of_steps_reducing_error"] >= 0.8 for c in checks.values())
-    verdict = f"Target std {scale:.2f}. " + " ".join(
+    text = f"Target std {m['target_std']:.2f}. " + " ".join(
         f"{act}: trained RMS error (best of {seeds} seeds) "
         + ", ".join(f"w={w}: {e:.1e}" for w, e in zip(widths, r["trained_rms_error_best"]))
         + f" (widest/narrowest {checks[act]['trained_ratio_widest_to_narrowest']:.1e}, lowest at "
@@ -161,13 +172,12 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         + ", ".join(f"{e:.1e}" for e in r["least_squares_rms_error"])
         + f" (widest/narrowest {checks[act]['least_squares_ratio_widest_to_narrowest']:.1e})."
         for act, r in results.items())
-    metrics = {"function": "sin(3 pi x) + 0.5 cos(7 x) on [-1, 1]", "widths": list(widths), "seeds": seeds,
-               "steps": steps, "target_std": scale, "results": results, "checks": checks}
-    return ExperimentResult("universal-approximation", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(widths, results, preds, data))
+    return Verdict(bool(passed), text)
 
 
-def _figures(widths, results, preds, data):
+def figures(m: dict) -> dict:
+    """Test errors against width, log-log, and the target with trained fits of a few widths."""
+    widths, results = m["widths"], m["results"]
     fig, (ax0, ax1) = figure(2)
     for i, (act, r) in enumerate(results.items()):
         ax0.loglog(widths, r["trained_rms_error_best"], "o-", color=f"C{i}", label=f"{act}: trained (Adam), RMS")
@@ -179,15 +189,22 @@ def _figures(widths, results, preds, data):
     ax0.set_title("one hidden layer: error vs width")
     ax0.legend(fontsize=7)
     act = next(iter(results))
-    x = np.asarray(data.x_test[:, 0])
-    ax1.plot(x, np.asarray(data.y_test[:, 0]), "k", lw=2.5, label="target")
-    for i in sorted({0, len(widths) // 2, len(widths) - 1}):
-        ax1.plot(x, preds[act][i], lw=1.2, label=f"{act}, {widths[i]} units")
+    x = np.asarray(m["fits"]["x"])
+    ax1.plot(x, np.asarray(m["fits"]["target"]), "k", lw=2.5, label="target")
+    for width, pred in m["fits"]["best_seed_predictions"][act].items():
+        ax1.plot(x, np.asarray(pred), lw=1.2, label=f"{act}, {width} units")
     ax1.set_xlabel("input x")
     ax1.set_ylabel("output f(x)")
     ax1.set_title("trained fits of increasing width")
     ax1.legend(fontsize=8)
-    caption = ("Left: test RMS and maximum error against hidden width, log-log; trained networks (Adam, full batch) "
-               "and the exact least-squares output layer over a fixed hidden layer (float64), which shows "
-               "what the width can represent below the optimizer's floor. Right: the target and trained fits.")
-    return {"universal_error_vs_width": fig}, {"universal_error_vs_width": caption}
+    return {"universal_error_vs_width": (fig, "Left: test RMS and maximum error against hidden width, log-log; trained "
+                                              "networks (Adam, full batch) and the exact least-squares output layer "
+                                              "over a fixed hidden layer (float64), which shows what the width can "
+                                              "represent below the optimizer's floor. Right: the target and trained "
+                                              "fits.")}
+
+
+EXPERIMENT = experiment(
+    "universal-approximation",
+    summary="sec. 6.4.1: one hidden layer fits a continuous 1-D function; error falls with width",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

@@ -16,7 +16,7 @@ import numpy as np
 
 from analysis import jacobian_products, singular_values, spectral_radius, state_jacobians, trajectory_distance
 from jaxdl.experiments._recurrent import figure
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.esn import reservoir_matrix, to_dense
 
 CLAIM = ("Deep Learning sec. 8.2.5/10.7: in h_t = W h_(t-1) a perturbation along an eigenvector scales as "
@@ -96,29 +96,14 @@ def radius_agreement(units: int, seed: int) -> dict:
             "eigenvalues": eig, "arnoldi_eigenvalue": complex(iterative.eigenvalue)}
 
 
-@register("vanishing-exploding", "sec. 8.2.5/10.7: |lambda|^t perturbation scaling; bounded tanh states, exploding "
-                                 "Jacobian products")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
+    """Linear-RNN perturbations against delta |lambda|^k, tanh Jacobian products, and dense vs Arnoldi radii."""
     radii, gains = (0.9, 1.0, 1.1), (0.5, 0.9, 1.5, 3.0)
     n, steps, delta = (20, 60, 1e-3) if quick else (60, 200, 1e-3)
     lin = linear_perturbations(radii, n, steps, delta, seed)
     tanh = tanh_products(gains, 32 if quick else 100, 50, 60 if quick else 150, seed)
     agree = radius_agreement(200 if quick else 1000, seed)
-    lin_err = max(v["max_relative_error"] for v in lin.values())
-    bounded = max(v["max_abs_state"] for v in tanh.values())
-    sv_ok = all(v["max_jacobian_singular_value"] <= v["largest_singular_value_w"] * (1 + 1e-5) for v in tanh.values())
-    passed = (lin_err <= 1e-10 and bounded <= 1.0 and tanh[3.0]["log_growth_per_step"] > 0.05
-              and tanh[0.5]["log_growth_per_step"] < 0 and agree["relative_difference"] <= 1e-4 and sv_ok)
-    verdict = (f"Linear RNN: ||h'_k - h_k|| equals delta |lambda|^k to {lin_err:.1e} relative over {steps} steps for "
-               f"spectral radius {radii} (after {steps} steps: "
-               + ", ".join(f"{r}: {lin[r]['distance'][-1] / delta:.3g} delta" for r in radii)
-               + f"). Tanh RNN: max |h| = {bounded:.4f} <= 1 for every gain, while the log-norm of dh_T/dh_t grows per "
-               "step by " + ", ".join(f"g={g}: {tanh[g]['log_growth_per_step']:+.3f}" for g in gains)
-               + f" (||dh_T/dh_t|| at distance {len(tanh[3.0]['product_norm'])} for g=3: "
-               f"{tanh[3.0]['product_norm'][-1]:.2e}); every sigma_max(J_t) <= sigma_max(W): {sv_ok}. Spectral radius "
-               f"of a {agree['units']}-unit reservoir: dense {agree['dense']:.10f}, restarted Arnoldi "
-               f"{agree['arnoldi']:.10f} (relative difference {agree['relative_difference']:.1e}).")
-    metrics = {
+    return {
         "linear": {str(r): {k: v for k, v in d.items() if k in ("max_relative_error", "dense_radius")} |
                    {"distance_over_delta_last": float(d["distance"][-1] / delta)} for r, d in lin.items()},
         "tanh": {str(g): {k: v for k, v in d.items() if k != "product_norm"} |
@@ -127,43 +112,76 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
                            {"arnoldi_eigenvalue": [agree["arnoldi_eigenvalue"].real,
                                                    agree["arnoldi_eigenvalue"].imag]},
         "steps": steps, "delta": delta,
+        "radii": list(radii),
+        "linear_distance": {str(r): d["distance"] for r, d in lin.items()},
+        "linear_predicted": {str(r): d["predicted"] for r, d in lin.items()},
+        "tanh_product_norm": {str(g): d["product_norm"] for g, d in tanh.items()},
+        "reservoir_eigenvalues": {"real": agree["eigenvalues"].real, "imag": agree["eigenvalues"].imag},
     }
-    return ExperimentResult("vanishing-exploding", CLAIM, bool(passed), verdict, metrics,
-                            *_figures(lin, tanh, agree, delta))
 
 
-def _figures(lin, tanh, agree, delta):
+def verdict(m: dict) -> Verdict:
+    """Perturbations follow delta |lambda|^k, tanh states stay bounded while gain 3 explodes and 0.5 vanishes, and the
+    two spectral radii agree."""
+    lin, tanh, agree, steps = m["linear"], m["tanh"], m["spectral_radius"], m["steps"]
+    lin_err = max(v["max_relative_error"] for v in lin.values())
+    bounded = max(v["max_abs_state"] for v in tanh.values())
+    sv_ok = all(v["max_jacobian_singular_value"] <= v["largest_singular_value_w"] * (1 + 1e-5) for v in tanh.values())
+    passed = (lin_err <= 1e-10 and bounded <= 1.0 and tanh["3.0"]["log_growth_per_step"] > 0.05
+              and tanh["0.5"]["log_growth_per_step"] < 0 and agree["relative_difference"] <= 1e-4 and sv_ok)
+    text = (f"Linear RNN: ||h'_k - h_k|| equals delta |lambda|^k to {lin_err:.1e} relative over {steps} steps for "
+            f"spectral radius {tuple(m['radii'])} (after {steps} steps: "
+            + ", ".join(f"{r}: {d['distance_over_delta_last']:.3g} delta" for r, d in lin.items())
+            + f"). Tanh RNN: max |h| = {bounded:.4f} <= 1 for every gain, while the log-norm of dh_T/dh_t grows per "
+            "step by " + ", ".join(f"g={g}: {d['log_growth_per_step']:+.3f}" for g, d in tanh.items())
+            + f" (||dh_T/dh_t|| at distance {len(m['tanh_product_norm']['3.0'])} for g=3: "
+            f"{tanh['3.0']['product_norm_last']:.2e}); every sigma_max(J_t) <= sigma_max(W): {sv_ok}. Spectral radius "
+            f"of a {agree['units']}-unit reservoir: dense {agree['dense']:.10f}, restarted Arnoldi "
+            f"{agree['arnoldi']:.10f} (relative difference {agree['relative_difference']:.1e}).")
+    return Verdict(bool(passed), text)
+
+
+def figures(m: dict) -> dict:
+    """Linear perturbations, tanh Jacobian-product norms, and the reservoir spectrum with both radii."""
+    delta, tanh, agree = m["delta"], m["tanh"], m["spectral_radius"]
     fig, axes = figure(3, width=4.4)
     ax = axes[0]
-    for i, (rho, d) in enumerate(lin.items()):
-        k = np.arange(1, d["distance"].size + 1)
-        ax.semilogy(k[::5], d["distance"][::5], "o", ms=3, color=f"C{i}", label=f"measured, radius {rho}")
-        ax.semilogy(k, d["predicted"], "-", color=f"C{i}", lw=1, label=f"delta |lambda|^k, {rho}")
+    for i, rho in enumerate(m["linear_distance"]):
+        distance, predicted = np.asarray(m["linear_distance"][rho]), np.asarray(m["linear_predicted"][rho])
+        k = np.arange(1, distance.size + 1)
+        ax.semilogy(k[::5], distance[::5], "o", ms=3, color=f"C{i}", label=f"measured, radius {rho}")
+        ax.semilogy(k, predicted, "-", color=f"C{i}", lw=1, label=f"delta |lambda|^k, {rho}")
     ax.set_xlabel("steps k")
     ax.set_ylabel("||h'_k - h_k|| (log)")
     ax.set_title(f"linear RNN, perturbation delta={delta:g} along v_1")
     ax.legend(fontsize=7)
     ax = axes[1]
-    for i, (g, d) in enumerate(tanh.items()):
-        ax.semilogy(np.arange(1, d["product_norm"].size + 1), d["product_norm"], color=f"C{i}",
-                    label=f"g={g}: max|h|={d['max_abs_state']:.3f}")
+    for i, (g, norms) in enumerate(m["tanh_product_norm"].items()):
+        norms = np.asarray(norms)
+        ax.semilogy(np.arange(1, norms.size + 1), norms, color=f"C{i}",
+                    label=f"g={g}: max|h|={tanh[g]['max_abs_state']:.3f}")
     ax.set_xlabel("distance T - t (steps)")
     ax.set_ylabel("||dh_T/dh_t||_2 (log)")
     ax.set_title("tanh RNN: bounded states, products can explode")
     ax.legend(fontsize=7)
     ax = axes[2]
-    eig = agree["eigenvalues"]
+    eig = np.asarray(m["reservoir_eigenvalues"]["real"]) + 1j * np.asarray(m["reservoir_eigenvalues"]["imag"])
     ax.plot(eig.real, eig.imag, ".", ms=2, color="0.5", label=f"all {eig.size} eigenvalues (dense)")
     t = np.linspace(0, 2 * np.pi, 400)
     ax.plot(agree["dense"] * np.cos(t), agree["dense"] * np.sin(t), "C0-", lw=1, label="dense spectral radius")
-    z = agree["arnoldi_eigenvalue"]
+    z = complex(*agree["arnoldi_eigenvalue"])
     ax.plot([z.real], [z.imag], "C3x", ms=10, label=f"Arnoldi top: |z|={abs(z):.6f}")
     ax.set_aspect("equal")
     ax.set_xlabel("Re lambda")
     ax.set_ylabel("Im lambda")
     ax.set_title("reservoir spectrum")
     ax.legend(fontsize=7, loc="lower left")
-    return ({"vanishing_exploding": fig},
-            {"vanishing_exploding": "Left: perturbations of a linear RNN follow delta |lambda|^k exactly. Middle: "
-                                    "norms of Jacobian products of tanh RNNs with gain g; states stay within "
-                                    "[-1, 1]. Right: eigenvalues of a reservoir, dense vs restarted Arnoldi."})
+    return {"vanishing_exploding": (fig, "Left: perturbations of a linear RNN follow delta |lambda|^k exactly. Middle: "
+                                         "norms of Jacobian products of tanh RNNs with gain g; states stay within "
+                                         "[-1, 1]. Right: eigenvalues of a reservoir, dense vs restarted Arnoldi.")}
+
+
+EXPERIMENT = experiment(
+    "vanishing-exploding", summary="sec. 8.2.5/10.7: |lambda|^t perturbation scaling; bounded tanh states, exploding "
+                                   "Jacobian products",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)

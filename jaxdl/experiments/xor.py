@@ -15,7 +15,7 @@ from flax import nnx
 
 from jaxdl.data import xor
 from jaxdl.experiments._feedforward import figure, fit, stack
-from jaxdl.experiments._registry import ExperimentResult, register
+from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, Perceptron, least_squares_fit, perceptron_fit, split
 
 CLAIM = ("Deep Learning sec. 6.1: the least-squares linear model outputs 1/2 on every XOR point and a perceptron gets "
@@ -73,12 +73,14 @@ def perceptron_search(num_separators: int, key: jax.Array) -> tuple[int, int]:
     return best, int(jnp.sum(correct == best))
 
 
-@register("xor", "sec. 6.1: linear models fail on XOR (1/2 everywhere; perceptron <= 3/4), a ReLU network solves it")
-def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
+def measure(*, seed: int, quick: bool) -> dict:
     seeds, steps, starts, separators = (8, 400, 8, 20_000) if quick else (50, 2000, 64, 1_000_000)
     # Quick mode trains one configuration: each extra width costs a compilation of seconds.
     configs = ((8, "relu"),) if quick else ((2, "relu"), (8, "relu"), (8, "tanh"))
     key = jax.random.PRNGKey(seed)
+    grid = np.linspace(-0.25, 1.25, 121)
+    gx, gy = np.meshgrid(grid, grid)
+    points = np.stack([gx.ravel(), gy.ravel()], 1)
     with jax.enable_x64(True):
         x64, y64 = xor(jnp.float64)
         w_ls, b_ls = least_squares_fit(x64, y64)
@@ -86,8 +88,8 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
         apply_book, params_book = book_relu_network(jnp.float64)
         book_out = np.asarray(apply_book(params_book, x64)[:, 0])
         hidden = np.asarray(jax.nn.relu(x64 @ jnp.ones((2, 2)) + jnp.array([0.0, -1.0])))
-    ls_dev = float(np.max(np.abs(ls_out - 0.5)))
-    book_dev = float(np.max(np.abs(book_out - np.array([0.0, 1.0, 1.0, 0.0]))))
+        book_surface = np.asarray(apply_book(params_book, jnp.asarray(points))[:, 0]).reshape(gx.shape)
+    linear_surface = (points @ np.asarray(w_ls) + float(b_ls)).reshape(gx.shape)
 
     x, y = xor()
     solved = {}
@@ -109,46 +111,52 @@ def run(*, seed: int = 0, quick: bool = False) -> ExperimentResult:
 
     rule_best = np.asarray([float(rule_from(wb)) for wb in starts_wb])
     search_best, search_count = perceptron_search(separators, k_search)
-
-    metrics = {
+    return {
         "least_squares": {"w": np.asarray(w_ls).tolist(), "b": float(b_ls), "outputs": ls_out.tolist(),
-                          "max_abs_deviation_from_half": ls_dev},
-        "book_relu_network": {"outputs": book_out.tolist(), "max_abs_error": book_dev,
+                          "max_abs_deviation_from_half": float(np.max(np.abs(ls_out - 0.5)))},
+        "book_relu_network": {"outputs": book_out.tolist(),
+                              "max_abs_error": float(np.max(np.abs(book_out - np.array([0.0, 1.0, 1.0, 0.0])))),
                               "hidden_representation": hidden.tolist()},
         "trained_mlp_fraction_solved": solved,
         "trained_mlp_seeds": seeds,
         "trained_mlp_steps": steps,
+        "trained_mlp_outputs": {k: v.tolist() for k, v in outputs.items()},
         "perceptron_rule_best_accuracy": float(rule_best.max()),
         "perceptron_rule_starts": int(rule_best.size),
         "perceptron_search_best_correct": search_best,
         "perceptron_search_separators": separators,
         "perceptron_search_count_at_best": search_count,
+        "surfaces": {"grid": grid.tolist(), "least_squares": linear_surface.tolist(), "book": book_surface.tolist()},
     }
+
+
+def verdict(m: dict) -> Verdict:
+    ls, book, solved = m["least_squares"], m["book_relu_network"], m["trained_mlp_fraction_solved"]
+    ls_dev, book_dev = ls["max_abs_deviation_from_half"], book["max_abs_error"]
+    rule_best, search_best = m["perceptron_rule_best_accuracy"], m["perceptron_search_best_correct"]
     passed = (ls_dev < 1e-12 and book_dev == 0.0 and max(solved.values()) >= 0.9
-              and rule_best.max() <= 0.75 and search_best == 3)
-    verdict = (f"Least squares: w = {np.round(np.asarray(w_ls), 12).tolist()}, b = {float(b_ls):.12f}, outputs within "
-               f"{ls_dev:.1e} of 1/2. Book ReLU network outputs {book_out.tolist()} (max error {book_dev:.1e}). "
-               f"Trained MLPs solving XOR (all outputs within 0.1) over {seeds} seeds: "
-               + ", ".join(f"{k} {v:.0%}" for k, v in solved.items())
-               + f". Perceptron: best accuracy of the learning rule from {rule_best.size} starts "
-               f"{rule_best.max():.2f}; "
-               f"best of {separators:,} random separators {search_best}/4 correct.")
-    return ExperimentResult("xor", CLAIM, bool(passed), verdict, metrics, *_figures(apply_book, params_book, hidden,
-                                                                                   w_ls, b_ls, outputs, solved))
+              and rule_best <= 0.75 and search_best == 3)
+    text = (f"Least squares: w = {np.round(np.asarray(ls['w']), 12).tolist()}, b = {ls['b']:.12f}, outputs within "
+            f"{ls_dev:.1e} of 1/2. Book ReLU network outputs {book['outputs']} (max error {book_dev:.1e}). "
+            f"Trained MLPs solving XOR (all outputs within 0.1) over {m['trained_mlp_seeds']} seeds: "
+            + ", ".join(f"{k} {v:.0%}" for k, v in solved.items())
+            + f". Perceptron: best accuracy of the learning rule from {m['perceptron_rule_starts']} starts "
+            f"{rule_best:.2f}; "
+            f"best of {m['perceptron_search_separators']:,} random separators {search_best}/4 correct.")
+    return Verdict(bool(passed), text)
 
 
-def _figures(apply_book, params_book, hidden, w_ls, b_ls, outputs, solved):
-    grid = np.linspace(-0.25, 1.25, 121)
+def figures(m: dict) -> dict:
+    grid = np.asarray(m["surfaces"]["grid"])
     gx, gy = np.meshgrid(grid, grid)
-    pts = np.stack([gx.ravel(), gy.ravel()], 1)
+    hidden = np.asarray(m["book_relu_network"]["hidden_representation"])
+    solved = m["trained_mlp_fraction_solved"]
     x, y = (np.asarray(a) for a in xor())
     fig, axes = figure(3, width=4.2)
-    with jax.enable_x64(True):
-        book = np.asarray(apply_book(params_book, jnp.asarray(pts))[:, 0]).reshape(gx.shape)
-    linear = (pts @ np.asarray(w_ls) + float(b_ls)).reshape(gx.shape)
-    for ax, surface, title in ((axes[0], linear, "least-squares linear model"), (axes[1], book, "book's ReLU network")):
+    for ax, surface, title in ((axes[0], m["surfaces"]["least_squares"], "least-squares linear model"),
+                               (axes[1], m["surfaces"]["book"], "book's ReLU network")):
         # Level boundaries at odd multiples of 0.05, so the constant 1/2 (+- round-off) sits inside one band.
-        im = ax.contourf(gx, gy, surface, levels=np.linspace(-0.55, 1.55, 22), cmap="coolwarm")
+        im = ax.contourf(gx, gy, np.asarray(surface), levels=np.linspace(-0.55, 1.55, 22), cmap="coolwarm")
         for target, marker, face in ((0.0, "o", "white"), (1.0, "s", "black")):
             pick = y == target
             ax.scatter(x[pick, 0], x[pick, 1], marker=marker, facecolors=face, edgecolors="k", s=90,
@@ -168,23 +176,26 @@ def _figures(apply_book, params_book, hidden, w_ls, b_ls, outputs, solved):
     axes[2].legend(loc="upper left")
 
     fig2, (ax,) = figure(1, width=6)
-    names = list(outputs)
-    for i, name in enumerate(names):
-        out = outputs[name]
-        err = np.max(np.abs(out - y), axis=1)
+    outputs = m["trained_mlp_outputs"]
+    for i, name in enumerate(outputs):
+        err = np.max(np.abs(np.asarray(outputs[name]) - y), axis=1)
         ax.scatter(np.full(err.shape, i) + np.linspace(-0.2, 0.2, err.size), np.maximum(err, 1e-6), s=12,
                    label=f"{name}: {solved[name]:.0%} solved")
     ax.axhline(0.1, color="k", ls="--", lw=1, label="solved threshold 0.1")
-    ax.set_xticks(range(len(names)), names)
+    ax.set_xticks(range(len(outputs)), list(outputs))
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer (activation-width)")
     ax.set_ylabel("max |f(x) - y| over the 4 points (log, floored at 1e-6)")
     ax.set_title("trained MLPs on XOR, one dot per seed")
     ax.legend(fontsize=8)
-    figures = {"xor_surfaces": fig, "xor_trained_mlps": fig2}
-    captions = {
-        "xor_surfaces": "Left: the least-squares linear model is 1/2 everywhere. Middle: the book's ReLU network. "
-                        "Right: in the hidden space (0,1) and (1,0) coincide and a line separates the classes.",
-        "xor_trained_mlps": "Worst-case error of MLPs trained from different seeds (Adam, MSE, full batch).",
+    return {
+        "xor_surfaces": (fig, "Left: the least-squares linear model is 1/2 everywhere. Middle: the book's ReLU "
+                              "network. Right: in the hidden space (0,1) and (1,0) coincide and a line separates the "
+                              "classes."),
+        "xor_trained_mlps": (fig2, "Worst-case error of MLPs trained from different seeds (Adam, MSE, full batch)."),
     }
-    return figures, captions
+
+
+EXPERIMENT = experiment(
+    "xor", summary="sec. 6.1: linear models fail on XOR (1/2 everywhere; perceptron <= 3/4), a ReLU network solves it",
+    claim=CLAIM, measure=measure, verdict=verdict, figures=figures)
