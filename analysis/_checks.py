@@ -221,12 +221,16 @@ def check_like(v: PyTree, params: PyTree, name: str = "v", *, same_dtype: bool =
             raise TypeError(f"{name} leaf '{path}' has dtype {da}; expected real numbers.")
 
 
-def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
-    """An ``int`` (bool refused) of at least ``minimum``; returns it as a Python ``int``."""
+def check_positive_int(value: Any, name: str, what: Optional[str] = None, *, minimum: int = 1) -> int:
+    """An ``int`` (bool refused) of at least ``minimum``; returns it as a Python ``int``.
+
+    ``what`` says what the number counts (``"passes over the data"``) and joins the message.
+    """
+    meaning = f" ({what})" if what else ""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
+        raise TypeError(f"{name} must be an int{meaning}, got {value!r}.")
     if value < minimum:
-        raise ValueError(f"{name}={value} is invalid; expected an integer >= {minimum}.")
+        raise ValueError(f"{name}={value} is invalid; expected an integer >= {minimum}{meaning}.")
     return int(value)
 
 

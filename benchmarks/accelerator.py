@@ -23,7 +23,7 @@ jax.config.update("jax_default_matmul_precision", "highest")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import analysis  # noqa: E402
-from benchmarks.curvature import median_time  # noqa: E402
+from jaxdl.timing import median_time  # noqa: E402
 from benchmarks.setting_b import problem  # noqa: E402
 from jaxdl.output import environment, to_jsonable  # noqa: E402
 
@@ -76,7 +76,8 @@ def torch_ratio(model: str, scale: float, repeats: int) -> dict | None:
         g = torch.autograd.grad(loss_fn(net(x), y), params, create_graph=True)
         return sync(torch.autograd.grad(g, params, grad_outputs=v))
 
-    tg, th = median_time(grad, repeats, 5), median_time(hvp, repeats, 5)  # each call synchronises itself
+    tg = median_time(grad, repeats=repeats, inner=5)  # each call synchronises itself
+    th = median_time(hvp, repeats=repeats, inner=5)
     return {"device": dev, "torch": torch.__version__, "grad_s": tg, "hvp_s": th, "hvp_over_grad": th / tg}
 
 
@@ -86,8 +87,8 @@ def bench_model(model: str, scale: float, repeats: int) -> dict:
     v = jax.tree_util.tree_map(lambda p: jax.random.normal(jax.random.PRNGKey(3), p.shape, p.dtype), params)
     grad = jax.jit(jax.value_and_grad(loss))
     hvp = jax.jit(lambda p, u, a, b: analysis.hvp(loss, p, u, a, b))
-    t_grad = median_time(lambda: grad(params, x, y), repeats, 5)
-    t_hvp = median_time(lambda: hvp(params, v, x, y), repeats, 5)
+    t_grad = median_time(lambda: grad(params, x, y), repeats=repeats, inner=5)
+    t_hvp = median_time(lambda: hvp(params, v, x, y), repeats=repeats, inner=5)
     mem_grad, mem_hvp = compiled_bytes(grad, params, x, y), compiled_bytes(hvp, params, v, x, y)
 
     t0 = time.perf_counter()
@@ -96,7 +97,7 @@ def bench_model(model: str, scale: float, repeats: int) -> dict:
     t_first = time.perf_counter() - t0
     t_lanczos = median_time(
         lambda: analysis.hessian_eigs(loss, params, x, y, k=1, num_matvecs=LANCZOS_STEPS).eigenvalues,
-        max(3, repeats // 3), inner=1)
+        repeats=max(3, repeats // 3))
     products = LANCZOS_STEPS + 1  # the Krylov steps and one residual product
     row = {
         "model": model, "params": n, "batch": int(x.shape[0]),

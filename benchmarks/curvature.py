@@ -35,24 +35,12 @@ import analysis  # noqa: E402
 from jaxdl.data import digits_full  # noqa: E402
 from jaxdl.models import MLP, split  # noqa: E402
 from jaxdl.output import environment  # noqa: E402
+from jaxdl.timing import median_time  # noqa: E402
 from jaxdl.train import init_state, make_optimizer, make_train_step, softmax_cross_entropy  # noqa: E402
 
 
 def block(x):
     return jax.block_until_ready(x)
-
-
-def median_time(fn, repeats: int, inner: int = 1) -> float:
-    """Median over ``repeats`` of the mean time of ``inner`` calls (after one warm-up call)."""
-    block(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            out = fn()
-        block(out)
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
 
 
 def first_call(fn) -> tuple[float, object]:
@@ -208,7 +196,7 @@ def main() -> None:
     n = analysis.num_params(params)
     t_dense, H = first_call(lambda: analysis.dense_hessian(loss, params, x, y, block_size=256))
     t_eig, exact32 = first_call(lambda: jnp.linalg.eigvalsh(H))
-    t_dense_warm = median_time(lambda: analysis.dense_hessian(loss, params, x, y, block_size=256), 1)
+    t_dense_warm = median_time(lambda: analysis.dense_hessian(loss, params, x, y, block_size=256), repeats=1)
     with jax.enable_x64(True):
         p64 = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a), jnp.float64), params)
         loss64, _, x64, _ = setting_a(32, dtype=jnp.float64)
@@ -228,10 +216,10 @@ def main() -> None:
             jnp.add, jax.tree_util.tree_map(jnp.vdot, jax.grad(lh)(q, x, y), v)))(p))
         row = {
             "num_params": analysis.num_params(ph),
-            "grad_s": median_time(lambda: grad(ph, xh, yh), args.repeats, 20),
-            "hvp_library_s": median_time(lambda: analysis.hvp(lh, ph, v, xh, yh), args.repeats, 20),
-            "hvp_fwd_over_rev_raw_s": median_time(lambda: fwd_rev(ph, v, xh, yh), args.repeats, 20),
-            "hvp_rev_over_rev_s": median_time(lambda: rev_rev(ph, v, xh, yh), args.repeats, 20),
+            "grad_s": median_time(lambda: grad(ph, xh, yh), repeats=args.repeats, inner=20),
+            "hvp_library_s": median_time(lambda: analysis.hvp(lh, ph, v, xh, yh), repeats=args.repeats, inner=20),
+            "hvp_fwd_over_rev_raw_s": median_time(lambda: fwd_rev(ph, v, xh, yh), repeats=args.repeats, inner=20),
+            "hvp_rev_over_rev_s": median_time(lambda: rev_rev(ph, v, xh, yh), repeats=args.repeats, inner=20),
         }
         row["library_hvp_over_grad"] = row["hvp_library_s"] / row["grad_s"]
         row["raw_hvp_over_grad"] = row["hvp_fwd_over_rev_raw_s"] / row["grad_s"]
@@ -247,7 +235,7 @@ def main() -> None:
     for m in (20, 40, 60):
         t_first, r = first_call(lambda: analysis.hessian_eigs(loss, params, x, y, k=5, num_matvecs=m).eigenvalues)
         t = median_time(lambda: analysis.hessian_eigs(loss, params, x, y, k=5, num_matvecs=m).eigenvalues,
-                        args.repeats)
+                        repeats=args.repeats)
         res["lanczos"][m] = {"first_call_s": t_first, "time_s": t, "top5_rel_err": rel_err(r, exact[-5:]),
                              "top1_rel_err": rel_err(r[-1:], exact[-1:])}
 
@@ -261,7 +249,7 @@ def main() -> None:
             est.append(float(r.estimate))
             se.append(float(r.standard_error))
         t = median_time(lambda: analysis.hessian_trace(loss, params, x, y, num_matvecs=25, method=method).estimate,
-                        args.repeats)
+                        repeats=args.repeats)
         est = np.array(est)
         res["trace"][method] = {"time_s": t, "rms_rel_err": float(np.sqrt(np.mean((est - exact_trace) ** 2)))
                                 / abs(exact_trace), "mean_standard_error": float(np.mean(se)),
@@ -273,7 +261,7 @@ def main() -> None:
         t_first, sd = first_call(lambda: analysis.spectral_density(loss, params, x, y, num_matvecs=100,
                                                                    num_probes=probes))
         t = median_time(lambda: analysis.spectral_density(loss, params, x, y, num_matvecs=100,
-                                                          num_probes=probes).nodes, max(3, args.repeats // 2))
+                                                          num_probes=probes).nodes, repeats=max(3, args.repeats // 2))
         res["slq"][probes] = {"first_call_s": t_first, "time_s": t, "wasserstein1": float(sd.wasserstein1(exact))}
 
     # 6. PyHessian on the identical network and data.

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxdl.experiments.bptt_rtrl import crossover_length, leaky_step, problem, squared_error
-from jaxdl.output import median_time
+from jaxdl.timing import median_time
 from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
 
 

@@ -17,7 +17,6 @@ import os
 import platform
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -147,20 +146,6 @@ def environment() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "x64": bool(jax.config.jax_enable_x64),
     }
-
-
-def median_time(fn, *args, repeats: int = 20) -> float:
-    """Median wall seconds of ``fn(*args)`` over ``repeats`` calls, after one warm-up call (which compiles);
-    JAX outputs are waited for."""
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def write_report(

@@ -145,6 +145,41 @@ def train_scan(
     return state.params, losses
 
 
+def fit_lbfgs(loss_fn: Callable, params: PyTree, *batch, steps: int):
+    """``steps`` iterations of optax's L-BFGS (zoom line search) on ``loss_fn(params, *batch)`` in one ``lax.scan``;
+    for small smooth problems that first-order methods converge on too slowly (a linear autoencoder's principal
+    subspace). Returns ``(params, losses)``; not jitted here, like :func:`train_scan`."""
+    from analysis._checks import check_positive_int
+
+    check_positive_int(steps, "steps", "L-BFGS iterations")
+    optimizer = optax.lbfgs()
+
+    def value_fn(p):
+        return loss_fn(p, *batch)
+
+    value_and_grad = optax.value_and_grad_from_state(value_fn)
+
+    def step(carry, _):
+        p, state = carry
+        value, grads = value_and_grad(p, state=state)
+        updates, state = optimizer.update(grads, state, p, value=value, grad=grads, value_fn=value_fn)
+        return (optax.apply_updates(p, updates), state), value
+
+    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
+    return params, losses
+
+
+def masked_mse(apply: Callable) -> Callable:
+    """``loss_fn(params, x, y, mask)``: mean squared error of ``apply(params, x)`` over the steps where ``mask`` is 1
+    (sequence tasks whose targets exist only at some steps)."""
+
+    def loss_fn(params, x, y, mask):
+        err = jnp.sum((apply(params, x) - y) ** 2, axis=-1)
+        return jnp.sum(err * mask) / jnp.sum(mask)
+
+    return loss_fn
+
+
 def softmax_cross_entropy(apply: Callable) -> Callable:
     """``loss_fn(params, x, y)``: mean softmax cross-entropy of ``apply(params, x)`` against integer labels."""
     if not callable(apply):

@@ -20,7 +20,7 @@ from jaxdl.data import digits
 from jaxdl.experiments._feedforward import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, split
-from jaxdl.output import median_time
+from jaxdl.timing import median_time
 from jaxdl.train import accuracy
 
 CLAIM = ("Deep Learning sec. 6.5 and 8.3: the hand-written backward pass of a ReLU MLP (algorithms 6.3-6.4) equals "

@@ -20,7 +20,7 @@ from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 from jaxdl.experiments._recurrent import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.rnn import CellParams, elman_step
-from jaxdl.output import median_time
+from jaxdl.timing import median_time
 from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
 
 CLAIM = ("Deep Learning sec. 10.2.2: real-time recurrent learning computes the same gradient as back-propagation "
