@@ -7,6 +7,8 @@ data as positional arguments; data and parameters enter compiled code as argumen
 from analysis._checks import leaf_paths as leaf_paths
 from analysis._objective import BlockSpec as BlockSpec
 from analysis._objective import layer_blocks as layer_blocks
+from analysis.census import critical_point_census as critical_point_census
+from analysis.census import distinct_critical_points as distinct_critical_points
 from analysis.causality import causal_structure as causal_structure
 from analysis.causality import CausalStructure as CausalStructure
 from analysis.condition import condition_number as condition_number
@@ -25,6 +27,7 @@ from analysis.curvature import GradientCurvature as GradientCurvature
 from analysis.density import spectral_density as spectral_density
 from analysis.density import SpectralDensity as SpectralDensity
 from analysis.density import wasserstein1_discrete as wasserstein1_discrete
+from analysis.descent import noisy_descent as noisy_descent
 from analysis.dynamics import contraction_bound as contraction_bound
 from analysis.dynamics import ContractionBound as ContractionBound
 from analysis.dynamics import jacobian_products as jacobian_products
@@ -62,10 +65,11 @@ __all__ = [
     "CurvatureMonitor", "EigenDirection", "GradientCurvature", "HessianEigs", "JacobianProducts", "MonitorRecord",
     "MonitorState", "PenaltyEstimate", "SpectralDensity", "SpectralRadius", "TraceEstimate", "causal_structure",
     "classify_critical_point", "condition_number", "contraction_bound", "contractive_penalty",
-    "contractive_penalty_estimate", "dense_hessian", "escape_direction", "filter_normalize",
-    "filter_normalized_direction", "find_critical_point", "find_critical_points", "gradient_curvature",
-    "hessian_direction", "hessian_eigs", "hessian_index", "hessian_spectrum", "hessian_trace", "hvp", "interpolate",
-    "jacobian_products", "layer_blocks", "leaf_paths", "loss_along_direction", "loss_surface_2d", "num_params",
-    "projection_variance", "second_difference", "sigmoid_contractive_penalty", "singular_values", "spectral_density",
-    "spectral_radius", "state_jacobians", "trajectory_distance", "wasserstein1_discrete",
+    "contractive_penalty_estimate", "critical_point_census", "dense_hessian", "distinct_critical_points",
+    "escape_direction", "filter_normalize", "filter_normalized_direction", "find_critical_point",
+    "find_critical_points", "gradient_curvature", "hessian_direction", "hessian_eigs", "hessian_index",
+    "hessian_spectrum", "hessian_trace", "hvp", "interpolate", "jacobian_products", "layer_blocks", "leaf_paths",
+    "loss_along_direction", "loss_surface_2d", "noisy_descent", "num_params", "projection_variance",
+    "second_difference", "sigmoid_contractive_penalty", "singular_values", "spectral_density", "spectral_radius",
+    "state_jacobians", "trajectory_distance", "wasserstein1_discrete",
 ]

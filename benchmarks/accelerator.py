@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analysis  # noqa: E402
 from jaxdl.timing import median_time  # noqa: E402
 from benchmarks.setting_b import problem  # noqa: E402
-from jaxdl.output import environment, to_jsonable  # noqa: E402
+from jaxdl.report import environment, to_jsonable  # noqa: E402
 
 LANCZOS_STEPS = 90
 

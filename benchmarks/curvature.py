@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import analysis  # noqa: E402
 from jaxdl.data import digits_full  # noqa: E402
 from jaxdl.models import MLP, split  # noqa: E402
-from jaxdl.output import environment  # noqa: E402
+from jaxdl.report import environment  # noqa: E402
 from jaxdl.timing import median_time  # noqa: E402
 from jaxdl.train import init_state, make_optimizer, make_train_step, softmax_cross_entropy  # noqa: E402
 
@@ -291,7 +291,7 @@ def main() -> None:
     report(res)
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
-    from jaxdl.output import to_jsonable
+    from jaxdl.report import to_jsonable
 
     path.write_text(json.dumps(to_jsonable(res), indent=2))
     print(f"\nwrote {path}")

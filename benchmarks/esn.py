@@ -159,7 +159,7 @@ def main() -> None:
         for k, v in ratios.items():
             print(f"  {k}: {v:.2f}x")
     if args.json:
-        from jaxdl.output import environment
+        from jaxdl.report import environment
 
         payload = {"readme_setting": readme, "large_setting": large, "speedup": ratios,
                    "reservoirpy": RPY_VERSION, "environment": environment(), "repeats": args.repeats,

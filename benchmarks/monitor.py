@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.monitor import CurvatureMonitor  # noqa: E402
 from benchmarks.curvature import setting_a  # noqa: E402
 from benchmarks.setting_b import problem  # noqa: E402
-from jaxdl.output import environment, to_jsonable  # noqa: E402
+from jaxdl.report import environment, to_jsonable  # noqa: E402
 from jaxdl.train import init_state, make_monitored_train_step, make_optimizer, make_train_step  # noqa: E402
 
 STEPS = 100

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jaxdl.data import digits_binarized  # noqa: E402
 from jaxdl.experiments.rbm import METHODS, TRAINING, independent_pixels_log_likelihood, sklearn_rbm  # noqa: E402
 from jaxdl.models.rbm import fit_rbm, log_likelihood_exact  # noqa: E402
-from jaxdl.output import environment  # noqa: E402
+from jaxdl.report import environment  # noqa: E402
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxdl.experiments.bptt_rtrl import crossover_length, leaky_step, problem, squared_error
+from jaxdl.rtrl import crossover_length, leaky_step, random_problem, squared_error
 from jaxdl.timing import median_time
 from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
 
@@ -31,7 +31,7 @@ def measure(n: int, lengths, repeats: int) -> dict:
         row["temp_bytes"][name] = []
         row["time_s"][name] = []
         for length in lengths:
-            args = problem(jax.random.PRNGKey(0), n, length)
+            args = random_problem(jax.random.PRNGKey(0), n, length)
             compiled, temp = compile_with_memory(f, *args)
             row["temp_bytes"][name].append(temp)
             row["time_s"][name].append(median_time(compiled, *args, repeats=repeats))
@@ -64,7 +64,7 @@ def main() -> None:
         print(f"log-log time slope over the two largest widths at T={args.lengths[0]}: RTRL {slope_r:.2f}, "
               f"BPTT {slope_b:.2f}")
     if args.json:
-        from jaxdl.output import environment
+        from jaxdl.report import environment
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"rows": rows, "lengths": args.lengths, "crossover_length": cross,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jaxdl.data import digits_binarized  # noqa: E402
 from jaxdl.experiments.vae import ANCHOR_ELBO, ANCHOR_IWAE, TARGET, evaluate  # noqa: E402
 from jaxdl.models.vae import VAE, fit_vae  # noqa: E402
-from jaxdl.output import environment  # noqa: E402
+from jaxdl.report import environment  # noqa: E402
 
 
 def main() -> None:

@@ -9,12 +9,16 @@ descent *uses* one. :func:`backprop` is the exercise of sec. 6.5 for the fully c
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from analysis._checks import check_positive_int
+from jaxdl.engine import run_epochs
 
 PyTree = Any
 
@@ -200,8 +204,7 @@ def sgd(
             raise ValueError(f"{name}={value!r} is invalid; expected a positive finite number.")
     if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
         raise ValueError(f"momentum={momentum!r} is invalid; expected a value in [0, 1).")
-    if isinstance(decay_steps, bool) or not isinstance(decay_steps, int) or decay_steps < 0:
-        raise ValueError(f"decay_steps={decay_steps!r} is invalid; expected an integer >= 0.")
+    check_positive_int(decay_steps, "decay_steps", "steps of linear learning-rate decay", minimum=0)
     final = learning_rate if final_learning_rate is None else final_learning_rate
     return SGD(float(learning_rate), float(final), int(decay_steps), float(momentum))
 
@@ -251,29 +254,26 @@ def sgd_fit(
         raise ValueError(f"x has {x.shape[0]} examples but y has shape {y.shape}.")
     if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x contains NaN/inf values; expected finite data.")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is invalid; expected a positive integer.")
+    check_positive_int(epochs, "epochs", "passes over the data")
+    check_positive_int(batch_size, "batch_size", "examples per step")
     if batch_size > x.shape[0]:
         raise ValueError(f"batch_size={batch_size} exceeds the {x.shape[0]} training examples.")
     return _sgd_fit(grad_fn, optimizer, params, x, y, key, epochs, batch_size)
 
 
+def _sgd_step(carry, batch, key, *, grad_fn, optimizer):
+    """The plug-in step of :func:`sgd_fit` (``key`` unused): one update of ``optimizer`` with ``grad_fn``'s gradient
+    on the minibatch ``(xb, yb)``; the metric is the minibatch loss."""
+    params, state = carry
+    value, grads = grad_fn(params, *batch)
+    params, state = optimizer.update(grads, state, params)
+    return (params, state), value
+
+
 @jax.jit(static_argnames=("grad_fn", "optimizer", "epochs", "batch_size"))
 def _sgd_fit(grad_fn, optimizer, params, x, y, key, epochs, batch_size):
-    n = x.shape[0]
-    steps = n // batch_size
-
-    def epoch(carry, k):
-        idx = jax.random.permutation(k, n)[: steps * batch_size].reshape(steps, batch_size)
-
-        def step(carry, batch_idx):
-            params, state = carry
-            value, grads = grad_fn(params, x[batch_idx], y[batch_idx])
-            params, state = optimizer.update(grads, state, params)
-            return (params, state), value
-
-        return jax.lax.scan(step, carry, idx)
-
-    (params, _), losses = jax.lax.scan(epoch, (params, optimizer.init(params)), jax.random.split(key, epochs))
+    # Epoch e shuffles with row e of split(key, epochs) itself (no key per step).
+    step = partial(_sgd_step, grad_fn=grad_fn, optimizer=optimizer)
+    (params, _), losses = run_epochs(step, (params, optimizer.init(params)), key, (x, y), epochs=epochs,
+                                     batch_size=batch_size, step_keys=False)
     return params, losses.reshape(-1)

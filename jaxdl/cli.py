@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from jaxdl.config import ACTIVATIONS, DATASETS, MAX_SEED, MODELS, OPTIMIZERS
+from jaxdl.report import MAX_SEED  # imports jaxdl.report.config only (no JAX): a refused --out is instant
 
 
 def _positive_int(text: str) -> int:
@@ -48,25 +48,40 @@ def _seed(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Fills ``{choices}`` in a flag's help with the setting's valid values, looked up only when help is shown
+    (the lists live beside JAX code; see :func:`jaxdl.report.config.choices`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = super()._get_help_string(action) or ""
+        if "{choices}" in text:
+            from jaxdl.report.config import choices
+
+            text = text.replace("{choices}", ", ".join(choices()[action.dest]))
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jaxdl", description="Deep-learning theory of training, measured: curvature reports and experiments."
+        prog="jaxdl", description="Deep-learning theory of training, measured: curvature reports and experiments.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     rep = sub.add_parser(
         "report", help="train a network, analyse its curvature, write a report folder",
+        formatter_class=_HelpFormatter,
         description="Train (with eq. 8.10 monitoring and checkpoints), analyse the Hessian of the trained network "
                     "and write OUT/ with results.json, figures (PNG and PDF) and index.html. Settings come from the "
                     "defaults, then --config FILE (TOML), then these flags.",
     )
     rep.add_argument("--out", default="reports/default", help="output folder (default: reports/default)")
     rep.add_argument("--config", metavar="FILE", help="TOML file with any of the settings (optionally in [report])")
-    rep.add_argument("--model", help=f"model: {', '.join(MODELS)} (default mlp)")
+    rep.add_argument("--model", help="model: {choices} (default mlp)")
     rep.add_argument("--hidden", help="hidden layer widths, comma-separated (default 32,32)")
-    rep.add_argument("--activation", help=f"hidden activation: {', '.join(ACTIVATIONS)} (default tanh)")
-    rep.add_argument("--dataset", help=f"data set: {', '.join(DATASETS)} (default digits)")
-    rep.add_argument("--optimizer", help=f"optimizer: {', '.join(OPTIMIZERS)} (default sgd)")
+    rep.add_argument("--activation", help="hidden activation: {choices} (default tanh)")
+    rep.add_argument("--dataset", help="data set: {choices} (default digits)")
+    rep.add_argument("--optimizer", help="optimizer: {choices} (default sgd)")
     rep.add_argument("--lr", dest="learning_rate", type=_positive_float, help="learning rate (default 0.5)")
     rep.add_argument("--momentum", type=_finite_float, help="momentum for --optimizer momentum (default 0.9)")
     rep.add_argument("--clip-norm", dest="clip_norm", type=_positive_float, help="clip gradients to this global norm")
@@ -83,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.set_defaults(parser=rep)
 
-    exp = sub.add_parser("experiment", help="run one registered experiment (see `jaxdl list`)")
+    exp = sub.add_parser("experiment", help="run one registered experiment (see `jaxdl list`)",
+                         formatter_class=_HelpFormatter)
     exp.add_argument("name", help="experiment name")
     exp.add_argument("--out", default=None, help="output folder (default: reports/<name>)")
     exp.add_argument("--seed", type=_seed, default=0, help="PRNG seed (default 0)")
@@ -114,8 +130,7 @@ REPORT_FLAGS = ("model", "hidden", "activation", "dataset", "optimizer", "learni
 
 
 def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from jaxdl.config import load_config
-    from jaxdl.output import OutputError, check_report_paths
+    from jaxdl.report import OutputError, check_report_paths, load_config
 
     try:
         check_report_paths(args.out)  # first, before JAX is even imported: a refused folder costs nothing
@@ -138,7 +153,7 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from jaxdl.output import OutputError, check_output_dir
+    from jaxdl.report import OutputError, check_output_dir
 
     out = Path(args.out or f"reports/{args.name}")
     try:
@@ -146,22 +161,16 @@ def _experiment(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     except OutputError as err:
         parser.error(str(err))
     from jaxdl.experiments import EXPERIMENTS
-    from jaxdl.output import environment, write_report
-    import html
+    from jaxdl.report import write_experiment_report
 
     if args.name not in EXPERIMENTS:
         parser.error(f"unknown experiment {args.name!r}; choose from: {', '.join(sorted(EXPERIMENTS)) or '(none)'}")
     result = EXPERIMENTS[args.name].run(seed=args.seed, quick=args.quick)
-    status = "supported" if result.passed else "NOT supported"
-    summary = f"<p><b>Claim:</b> {html.escape(result.claim)}</p><p><b>Verdict ({status}):</b> {html.escape(result.verdict)}</p>"
-    record = {"name": result.name, "claim": result.claim, "passed": result.passed, "verdict": result.verdict,
-              "seed": args.seed, "quick": args.quick, "metrics": result.metrics, "environment": environment()}
     try:
-        path = write_report(out, title=f"jaxdl experiment: {result.name}", results=record, figures=result.figures,
-                            captions=result.captions, summary_html=summary)
+        path = write_experiment_report(result, out, seed=args.seed, quick=args.quick)
     except OutputError as err:
         parser.error(str(err))
-    print(f"{result.name}: claim {status}. {result.verdict}")
+    print(f"{result.name}: claim {'supported' if result.passed else 'NOT supported'}. {result.verdict}")
     print(f"report written to {path}/index.html")
     return 0
 

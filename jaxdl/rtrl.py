@@ -20,9 +20,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from analysis._checks import check_finite
+from jaxdl.models.rnn import CellParams, elman_step
 
 PyTree = Any
 
@@ -139,3 +141,29 @@ def compile_with_memory(fn: Callable, *args) -> tuple[Callable, int]:
     except Exception:  # noqa: BLE001 - some backends report no memory statistics
         temp = -1
     return compiled, temp
+
+
+def leaky_step(p: CellParams, h, x):
+    """The leaky Elman cell of the RTRL/BPTT comparisons: ``elman_step`` with leak 0.5 and tanh."""
+    return elman_step(p, h, x, 0.5, "tanh")
+
+
+def squared_error(v, h, y):
+    """Per-step loss of a linear readout ``v = (W, b)``: ``1/2 ||h W + b - y||^2``."""
+    return 0.5 * jnp.sum((h @ v[0] + v[1] - y) ** 2)
+
+
+def random_problem(key, n: int, length: int, d: int = 2, m: int = 2, dtype=jnp.float32):
+    """Random leaky Elman cell (recurrent weights ``N(0, 1/n)``), linear readout, inputs and targets ``N(0, 1)``."""
+    k = jax.random.split(key, 6)
+    cell = CellParams(jax.random.normal(k[0], (d, n), dtype), jax.random.normal(k[1], (n, n), dtype) / n**0.5,
+                      0.1 * jax.random.normal(k[2], (n,), dtype))
+    readout = (jax.random.normal(k[3], (n, m), dtype) / n**0.5, jnp.zeros((m,), dtype))
+    xs, ys = jax.random.normal(k[4], (length, d), dtype), jax.random.normal(k[5], (length, m), dtype)
+    return (cell, readout), jnp.zeros((n,), dtype), xs, ys
+
+
+def crossover_length(bptt_bytes, rtrl_bytes, lengths) -> float:
+    """Sequence length where BPTT's memory (fitted ``a + b T``) reaches RTRL's (mean over ``T``)."""
+    b, a = np.polyfit(np.asarray(lengths, float), np.asarray(bptt_bytes, float), 1)
+    return float((np.mean(rtrl_bytes) - a) / b) if b > 0 else float("inf")

@@ -1,5 +1,8 @@
 """Pure, jitted training over optax: ``train_step(state, *batch) -> (state, metrics)`` and a small driver.
 
+The engine that every model's ``fit_*`` runs on (:mod:`jaxdl.engine`) and the losses (:mod:`jaxdl.losses`) are
+re-exported here.
+
 State is an explicit pytree returned anew each step (STYLE.md rule 5); shuffling is deterministic in the PRNG key;
 monitors from ``analysis.monitor`` plug into :func:`fit` and see the state before and after each step.
 """
@@ -15,6 +18,13 @@ import numpy as np
 import optax
 
 from analysis._checks import check_choice, check_finite, check_key, check_number, check_positive_int, check_same_length
+from jaxdl.engine import epoch_batches as epoch_batches  # noqa: F401 - the engine is part of the training API
+from jaxdl.engine import epoch_scan as epoch_scan  # noqa: F401
+from jaxdl.engine import run_epochs as run_epochs  # noqa: F401
+from jaxdl.engine import scan_steps as scan_steps  # noqa: F401
+from jaxdl.losses import accuracy as accuracy  # noqa: F401 - losses are part of the training API
+from jaxdl.losses import masked_mse as masked_mse  # noqa: F401
+from jaxdl.losses import softmax_cross_entropy as softmax_cross_entropy  # noqa: F401
 
 PyTree = Any
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -145,6 +155,10 @@ def train_scan(
     return state.params, losses
 
 
+# The training engine: every driver of the library (fit_vae, fit_rbm, fit_gan, perceptron_fit, sgd_fit) is a plug-in
+# ``step(state, batch, key) -> (state, metrics)`` run by one of the three functions below.
+
+
 def fit_lbfgs(loss_fn: Callable, params: PyTree, *batch, steps: int):
     """``steps`` iterations of optax's L-BFGS (zoom line search) on ``loss_fn(params, *batch)`` in one ``lax.scan``;
     for small smooth problems that first-order methods converge on too slowly (a linear autoencoder's principal
@@ -167,40 +181,6 @@ def fit_lbfgs(loss_fn: Callable, params: PyTree, *batch, steps: int):
 
     (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
     return params, losses
-
-
-def masked_mse(apply: Callable) -> Callable:
-    """``loss_fn(params, x, y, mask)``: mean squared error of ``apply(params, x)`` over the steps where ``mask`` is 1
-    (sequence tasks whose targets exist only at some steps)."""
-
-    def loss_fn(params, x, y, mask):
-        err = jnp.sum((apply(params, x) - y) ** 2, axis=-1)
-        return jnp.sum(err * mask) / jnp.sum(mask)
-
-    return loss_fn
-
-
-def softmax_cross_entropy(apply: Callable) -> Callable:
-    """``loss_fn(params, x, y)``: mean softmax cross-entropy of ``apply(params, x)`` against integer labels."""
-    if not callable(apply):
-        raise TypeError(f"apply must be callable, got {type(apply).__name__}.")
-
-    def loss_fn(params, x, y):
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply(params, x), y))
-
-    return loss_fn
-
-
-def accuracy(apply: Callable) -> Callable:
-    """``accuracy_fn(params, x, y)``: fraction of argmax predictions equal to the labels."""
-    if not callable(apply):
-        raise TypeError(f"apply must be callable, got {type(apply).__name__}.")
-
-    @jax.jit
-    def accuracy_fn(params, x, y):
-        return jnp.mean(jnp.argmax(apply(params, x), axis=-1) == y)
-
-    return accuracy_fn
 
 
 def make_monitored_train_step(

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from jaxdl.cli import main
-from jaxdl.output import MARKER, OutputError, check_output_dir, checkpoint_dir_for, write_marker, write_report
+from jaxdl.report import MARKER, OutputError, check_output_dir, checkpoint_dir_for, write_marker, write_report
 from jaxdl.train import TrainingDiverged, fit, init_state, make_optimizer, make_train_step, raise_if_diverged
 from jaxdl.train import train_scan
 from tests.conftest import _snapshot

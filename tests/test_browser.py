@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jaxdl.browser_check import check_report, find_chromium
-from jaxdl.output import write_report
+from jaxdl.report.browser_check import check_report, find_chromium
+from jaxdl.report import write_report
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="Chromium not installed (apt-get install chromium)")

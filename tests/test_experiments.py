@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from jaxdl.experiments import EXPERIMENTS, Experiment, Verdict, get_experiment
-from jaxdl.output import to_jsonable
+from jaxdl.report import to_jsonable
 
 
 def test_every_module_registers_one_experiment_with_the_three_functions():

@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 
 from jaxdl.cli import main
-from jaxdl.config import ReportConfig, load_config
-from jaxdl.output import MARKER
-from jaxdl.problem import build_problem
-from jaxdl.report import checkpoint_dir_for, run_report, train
+from jaxdl.report import MARKER, ReportConfig, build_problem, checkpoint_dir_for, load_config, run_report
+from jaxdl.report import train_with_checkpoints
 from tests.conftest import JAX_CACHE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +158,7 @@ def test_killed_run_resumes_bit_identically(tmp_path):
 def test_resume_with_other_settings_is_refused(tmp_path):
     config = small_config(tmp_path, steps=40, checkpoint_every=20)
     cfg = load_config(config)
-    train(cfg, build_problem(cfg), checkpoint_dir_for(tmp_path / "r"), progress=False, resume=False)
+    train_with_checkpoints(cfg, build_problem(cfg), checkpoint_dir_for(tmp_path / "r"), progress=False, resume=False)
     with pytest.raises(SystemExit) as err:
         main(["report", "--config", str(config), "--out", str(tmp_path / "r"), "--resume", "--lr", "0.2",
               "--quiet"])
@@ -172,3 +170,21 @@ def test_default_config_is_the_documented_default():
     assert (cfg.hidden, cfg.activation, cfg.optimizer, cfg.learning_rate, cfg.steps) == ((32, 32), "tanh", "sgd",
                                                                                          0.5, 300)
     assert os.path.basename(str(checkpoint_dir_for("reports/default"))) == ".default.checkpoints"
+
+
+def test_report_package_exports_and_jax_free_fast_path():
+    import ast
+
+    import jaxdl.report
+
+    tree = ast.parse((ROOT / "jaxdl" / "report" / "__init__.py").read_text())
+    typed = {a.asname: node.module.rsplit(".", 1)[1] for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.module.startswith("jaxdl.report.") for a in node.names}
+    assert typed == jaxdl.report._EXPORTS  # the names type checkers see are the names the package exports
+    for name in jaxdl.report.__all__:
+        assert getattr(jaxdl.report, name) is getattr(sys.modules[f"jaxdl.report.{typed[name]}"], name)
+    # The command line's refusal of an output folder must not wait for JAX.
+    code = ("import sys, jaxdl.cli\nfrom jaxdl.report import MAX_SEED, OutputError, check_report_paths, load_config\n"
+            "jaxdl.cli.build_parser()\nprint('jax' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -183,7 +183,7 @@ def test_bad_inputs_raise():
         VAE(8, [16], 0, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="latent_size=-2 is invalid"):
         Generator(-2, [16], 8, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="latent_size=2.5 is invalid"):
+    with pytest.raises(TypeError, match="latent_size must be an int .*, got 2.5"):
         VAE(8, [16], 2.5, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="likelihood='poisson' is unknown"):
         VAE(8, [16], 1, likelihood="poisson", rngs=nnx.Rngs(0))

@@ -14,23 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from analysis._checks import check_key
+from analysis._checks import check_key, check_number, check_positive_int
 
 MG_METHODS = ("rk4", "reservoirpy")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value <= 0:
-        raise ValueError(f"{name}={value} is invalid; expected a positive integer.")
-    return int(value)
-
-
-def _positive_float(value, name: str) -> float:
-    if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name}={value!r} is invalid; expected a finite positive number.")
-    return float(value)
 
 
 def _steps_per(span: float, step: float, what: str) -> int:
@@ -152,10 +138,10 @@ def mackey_glass(
       >>> mackey_glass(3, method="reservoirpy")[:, 0]
       Array([1.2      , 1.1375389, 1.061687 ], dtype=float32)
     """
-    num_steps = _positive_int(num_steps, "num_steps")
-    n = _positive_int(n, "n")
-    tau, a, b, x0 = (_positive_float(v, k) for v, k in ((tau, "tau"), (a, "a"), (b, "b"), (x0, "x0")))
-    sample_step = _positive_float(sample_step, "sample_step")
+    num_steps = check_positive_int(num_steps, "num_steps")
+    n = check_positive_int(n, "n")
+    tau, a, b, x0 = (check_number(v, k, positive=True) for v, k in ((tau, "tau"), (a, "a"), (b, "b"), (x0, "x0")))
+    sample_step = check_number(sample_step, "sample_step", positive=True)
     if method not in MG_METHODS:
         raise ValueError(f"method={method!r} is invalid; expected one of {', '.join(map(repr, MG_METHODS))}.")
     if history is not None:
@@ -165,7 +151,7 @@ def mackey_glass(
     if method == "reservoirpy":
         series = _mg_reservoirpy(num_steps, tau, a, b, n, x0, sample_step, seed, history)
     else:
-        dt = _positive_float(integration_step, "integration_step")
+        dt = check_number(integration_step, "integration_step", positive=True)
         series = _mg_rk4(num_steps, tau, a, b, n, x0, sample_step, dt, history)
     return jnp.asarray(series.reshape(-1, 1), dtype=dtype)
 
@@ -182,7 +168,7 @@ def forecasting_split(series: jax.Array, *, horizon: int = 1, test_fraction: flo
     series = jnp.asarray(series)
     if series.ndim != 2:
         raise ValueError(f"series has shape {series.shape}; expected rank 2, (time, features).")
-    horizon = _positive_int(horizon, "horizon")
+    horizon = check_positive_int(horizon, "horizon")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction={test_fraction} is invalid; expected a value in (0, 1).")
     if not bool(jnp.all(jnp.isfinite(series))):
@@ -215,9 +201,9 @@ def delay_lines(key: jax.Array, num_steps: int, max_delay: int, *, amplitude: fl
       >>> bool(y[5, 1] == u[3, 0])
       True
     """
-    num_steps = _positive_int(num_steps, "num_steps")
-    max_delay = _positive_int(max_delay, "max_delay")
-    amplitude = _positive_float(amplitude, "amplitude")
+    num_steps = check_positive_int(num_steps, "num_steps")
+    max_delay = check_positive_int(max_delay, "max_delay")
+    amplitude = check_number(amplitude, "amplitude", positive=True)
     if max_delay >= num_steps:
         raise ValueError(f"max_delay={max_delay} is invalid; expected fewer delays than num_steps={num_steps}.")
     u = jax.random.uniform(check_key(key), (num_steps,), dtype, -amplitude, amplitude)
@@ -232,7 +218,7 @@ def delayed_recall(key: jax.Array, num_sequences: int, length: int, delay: int, 
     Inputs are standard normal; a network must carry each value for ``delay`` steps (a long-memory task for BPTT,
     Deep Learning sec. 10.7).
     """
-    num_sequences, length, delay = (_positive_int(v, k) for v, k in
+    num_sequences, length, delay = (check_positive_int(v, k) for v, k in
                                     ((num_sequences, "num_sequences"), (length, "length"), (delay, "delay")))
     if delay >= length:
         raise ValueError(f"delay={delay} is invalid; expected delay < length={length}.")
@@ -252,7 +238,7 @@ def copy_memory(
     mask selects the ``length`` recall steps.
     """
     num_sequences, num_symbols, length, delay = (
-        _positive_int(v, k) for v, k in ((num_sequences, "num_sequences"), (num_symbols, "num_symbols"),
+        check_positive_int(v, k) for v, k in ((num_sequences, "num_sequences"), (num_symbols, "num_symbols"),
                                          (length, "length"), (delay, "delay")))
     total = 2 * length + delay
     symbols = jax.random.randint(check_key(key), (num_sequences, length), 0, num_symbols)

@@ -34,7 +34,7 @@ class ExperimentResult:
       claim: the textbook statement tested, with its section.
       passed: whether the measured data support the claim (computed from the data, never a constant).
       verdict: one or two sentences quoting the measured numbers that decided ``passed``.
-      metrics: the measurement (JSON-serialisable through :func:`jaxdl.output.to_jsonable`).
+      metrics: the measurement (JSON-serialisable through :func:`jaxdl.report.to_jsonable`).
       figures: ``{file_stem: matplotlib Figure}``.
       captions: ``{file_stem: caption}`` for the HTML page.
     """

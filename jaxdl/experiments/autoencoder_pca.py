@@ -15,8 +15,9 @@ import optax
 from flax import nnx
 
 from jaxdl.data import digits, digits_full
-from jaxdl.experiments._feedforward import figure, fit, fit_lbfgs
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.train import fit_lbfgs, train_scan
 from jaxdl.models import Autoencoder, autoencoder_split, principal_angle_cosines, reconstruction_error
 
 CLAIM = ("Deep Learning sec. 14.1: an undercomplete linear autoencoder with mean squared error learns the same "
@@ -54,7 +55,7 @@ def train_nonlinear(x: jax.Array, k: int, hidden: int, *, steps: int, seed: int)
         return reconstruction_error(xb, fns.apply(p, xb))
 
     optimizer = optax.adam(optax.cosine_decay_schedule(3e-3, steps, alpha=0.05))
-    params, losses = jax.jit(lambda p, xb: fit(loss_fn, optimizer, p, xb, steps=steps))(params, x)
+    params, losses = jax.jit(lambda p, xb: train_scan(loss_fn, optimizer, p, xb, steps=steps))(params, x)
     return fns, params, losses
 
 

@@ -17,7 +17,7 @@ from flax import nnx
 
 from jaxdl.backprop import backprop, sgd, sgd_fit
 from jaxdl.data import digits
-from jaxdl.experiments._feedforward import figure
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import MLP, split
 from jaxdl.timing import median_time

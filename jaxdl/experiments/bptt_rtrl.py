@@ -17,33 +17,15 @@ import jax.numpy as jnp
 import numpy as np
 from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter
 
-from jaxdl.experiments._recurrent import figure
+from jaxdl.experiments._common import figure, loglog_slope
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.models.rnn import CellParams, elman_step
 from jaxdl.timing import median_time
-from jaxdl.rtrl import bptt_value_and_grad, compile_with_memory, rtrl_value_and_grad
+from jaxdl.rtrl import (bptt_value_and_grad, compile_with_memory, crossover_length, leaky_step, random_problem,
+                        rtrl_value_and_grad, squared_error)
 
 CLAIM = ("Deep Learning sec. 10.2.2: real-time recurrent learning computes the same gradient as back-propagation "
          "through time without storing the sequence, at O(n^4) time per step instead of O(n^2), so it only wins on "
          "memory, for sequences longer than about n^2 steps.")
-
-
-def leaky_step(p: CellParams, h, x):
-    return elman_step(p, h, x, 0.5, "tanh")
-
-
-def squared_error(v, h, y):
-    return 0.5 * jnp.sum((h @ v[0] + v[1] - y) ** 2)
-
-
-def problem(key, n: int, length: int, d: int = 2, m: int = 2, dtype=jnp.float32):
-    """Random leaky Elman cell (recurrent weights ``N(0, 1/n)``), linear readout, inputs and targets ``N(0, 1)``."""
-    k = jax.random.split(key, 6)
-    cell = CellParams(jax.random.normal(k[0], (d, n), dtype), jax.random.normal(k[1], (n, n), dtype) / n**0.5,
-                      0.1 * jax.random.normal(k[2], (n,), dtype))
-    readout = (jax.random.normal(k[3], (n, m), dtype) / n**0.5, jnp.zeros((m,), dtype))
-    xs, ys = jax.random.normal(k[4], (length, d), dtype), jax.random.normal(k[5], (length, m), dtype)
-    return (cell, readout), jnp.zeros((n,), dtype), xs, ys
 
 
 def max_relative_error(a, b) -> float:
@@ -62,7 +44,7 @@ def agreement(seeds: int, n: int = 8, length: int = 40) -> dict:
         with jax.enable_x64(dtype == jnp.float64), jax.default_matmul_precision("highest"):
             errs = []
             for s in range(seeds):
-                params, h0, xs, ys = problem(jax.random.PRNGKey(s), n, length, dtype=dtype)
+                params, h0, xs, ys = random_problem(jax.random.PRNGKey(s), n, length, dtype=dtype)
                 _, g_rtrl = rtrl_value_and_grad(leaky_step, squared_error, params, h0, xs, ys)
                 _, g_bptt = bptt_value_and_grad(leaky_step, squared_error, params, h0, xs, ys)
                 errs.append(max_relative_error(g_rtrl, g_bptt))
@@ -90,7 +72,7 @@ def costs(widths, lengths, repeats: int) -> dict:
         for name, fn in (("bptt", bptt_value_and_grad), ("rtrl", rtrl_value_and_grad)):
             f = functools.partial(fn, leaky_step, squared_error)
             for i, length in enumerate(lengths):
-                args = problem(jax.random.PRNGKey(0), n, length)
+                args = random_problem(jax.random.PRNGKey(0), n, length)
                 compiled, temp = compile_with_memory(f, *args)
                 row["temp_bytes"][name].append(temp)
                 row["flops"][name].append(step_flops(compiled))
@@ -98,19 +80,6 @@ def costs(widths, lengths, repeats: int) -> dict:
                     row["time_s"][name] = median_time(compiled, *args, repeats=repeats)
         rows.append(row)
     return rows
-
-
-def loglog_slope(x, y) -> float:
-    """Least-squares slope of ``log y`` against ``log x`` (``nan`` for fewer than two points)."""
-    if len(x) < 2:
-        return float("nan")
-    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
-
-
-def crossover_length(bptt_bytes, rtrl_bytes, lengths) -> float:
-    """Sequence length where BPTT's memory (fitted ``a + b T``) reaches RTRL's (mean over ``T``)."""
-    b, a = np.polyfit(np.asarray(lengths, float), np.asarray(bptt_bytes, float), 1)
-    return float((np.mean(rtrl_bytes) - a) / b) if b > 0 else float("inf")
 
 
 def measure(*, seed: int, quick: bool) -> dict:
@@ -170,7 +139,7 @@ def _log_ticks(axis, values):
 def figures(m: dict) -> dict:
     """Time, flops, memory and memory crossover against width and length; the gradient agreement per seed."""
     errs, rows, widths, lengths = m["gradient_relative_error"], m["costs"], m["widths"], m["lengths"]
-    fig, axes = figure(4, width=4.2)
+    fig, axes = figure(4, width=4.2, height=3.6)
     ns = np.array(widths, float)
     ax = axes[0]
     for name, marker in (("bptt", "o"), ("rtrl", "s")):
@@ -209,7 +178,7 @@ def figures(m: dict) -> dict:
     ax.set_ylabel("T with BPTT memory = RTRL memory (log)")
     ax.set_title("memory crossover")
     ax.legend(fontsize=8)
-    fig2, (ax,) = figure(1, width=5)
+    fig2, (ax,) = figure(1, width=5, height=3.6)
     for i, (name, e) in enumerate(errs.items()):
         ax.semilogy(np.full(len(e), i), np.maximum(e, 1e-18), "o", label=name)
     ax.axhline(1e-10, color="C0", ls=":", label="float64 bound 1e-10")

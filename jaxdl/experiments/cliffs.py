@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 import analysis
-from jaxdl.experiments._feedforward import figure
+from jaxdl.experiments._common import figure, plot_data
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.train import make_optimizer
 
@@ -116,13 +116,6 @@ def _values_and_grads(loss_fn, points, h0, target):
     return jax.vmap(lambda p: jax.value_and_grad(loss_fn)(p, h0, target))(points)
 
 
-def _plot_data(values, digits: int = 5) -> np.ndarray:
-    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short
-    in ``results.json``)."""
-    a = np.asarray(values, np.float64)
-    return np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
-
-
 def measure(*, seed: int, quick: bool) -> dict:
     """Locate starts on the wall, run plain and clipped SGD from each; the slice, surface and curves to plot."""
     length, learning_rate, clip_norm = 40, 0.1, 1.0
@@ -171,7 +164,7 @@ def measure(*, seed: int, quick: bool) -> dict:
         "fraction_clipped_lower_final_loss": float(np.mean(final["clipped"] < final["plain"])),
         # Plot data: the slice and surface around the first start, its two paths, and every loss curve.
         "plot": {**slice_data, "start": start_xy[0], "first_start_paths": {k: v[0] for k, v in paths.items()},
-                 "loss_curves": {k: _plot_data(v) for k, v in losses.items()}},
+                 "loss_curves": {k: plot_data(v) for k, v in losses.items()}},
     }
 
 
@@ -218,7 +211,7 @@ def _slice(loss_fn, start_xy, direction, bc, paths, h0, target):
         loss_fn, zero, {"w": jnp.asarray(1.0), "b": jnp.asarray(0.0)}, {"w": jnp.asarray(0.0), "b": jnp.asarray(1.0)},
         ws, bs, h0, target))
     return {"alphas": alphas, "values": values, "direction": np.asarray(direction), "surface_w": ws, "surface_b": bs,
-            "surface": _plot_data(surface)}
+            "surface": plot_data(surface)}
 
 
 def figures(m: dict) -> dict:

@@ -21,7 +21,7 @@ from flax import nnx
 
 import analysis
 from jaxdl.data import digits
-from jaxdl.experiments._feedforward import figure
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import Autoencoder, autoencoder_split, reconstruction_error
 

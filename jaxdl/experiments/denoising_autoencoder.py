@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 
 from jaxdl.data import circle, digits
-from jaxdl.experiments._feedforward import figure
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import Autoencoder, autoencoder_split, reconstruction_error
 from jaxdl.train import train_scan

@@ -21,8 +21,10 @@ import optax
 from flax import nnx
 
 from jaxdl.data import tent_composition
-from jaxdl.experiments._feedforward import figure, fit, init_stack
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.models.init import init_stack
+from jaxdl.train import train_scan
 from jaxdl.models import MLP, split
 
 CLAIM = ("Deep Learning sec. 6.4.1: some functions need exponentially many units in a shallow network but few in a "
@@ -116,7 +118,7 @@ def train_family(sizes, data, seeds: int, steps: int, key: jax.Array, learning_r
         return jnp.mean((apply(p, x) - y) ** 2)
 
     def one(p, x, y, x_test, y_test):
-        p, _ = fit(loss_fn, optimizer, p, x, y, steps=steps)
+        p, _ = train_scan(loss_fn, optimizer, p, x, y, steps=steps)
         return jnp.sqrt(jnp.mean((apply(p, x_test) - y_test) ** 2))
 
     rms = jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None)))(

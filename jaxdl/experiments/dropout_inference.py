@@ -18,7 +18,7 @@ import optax
 from flax import nnx
 
 from jaxdl.data import digits
-from jaxdl.experiments._feedforward import figure, loglog_slope
+from jaxdl.experiments._common import figure, loglog_slope
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import DropoutMLP, dropout_split, exact_means, sample_predictions, weight_scaling_predict
 from jaxdl.train import train_scan

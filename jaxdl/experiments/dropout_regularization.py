@@ -17,8 +17,9 @@ import optax
 from flax import nnx
 
 from jaxdl.data import digits
-from jaxdl.experiments._feedforward import figure, stack
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.models.init import stack
 from jaxdl.models import DropoutMLP, dropout_split
 
 CLAIM = ("Deep Learning sec. 7.12: dropout narrows the train/test gap of the same network trained without it, and "

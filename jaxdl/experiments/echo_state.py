@@ -17,7 +17,7 @@ import numpy as np
 
 from analysis import contraction_bound, trajectory_distance
 from jaxdl.data import delay_lines
-from jaxdl.experiments._recurrent import figure
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import ReservoirWeights, input_matrix, memory_capacity, reservoir_matrix, run_reservoir
 from jaxdl.models.esn import reservoir_step
@@ -162,7 +162,7 @@ def figures(m: dict) -> dict:
     """Growth from the fixed point, washout distances and memory capacity against the spectral radius."""
     radii, n, distance = m["radii"], m["units"], np.asarray(m["growth_distance"])
     wash, mc = m["washout_final_distance"], m["memory_capacity"]
-    fig, axes = figure(3, width=4.4)
+    fig, axes = figure(3, width=4.4, height=3.6)
     ax = axes[0]
     ax.semilogy(np.arange(1, distance.size + 1), distance, "C3")
     ax.set_xlabel("step")

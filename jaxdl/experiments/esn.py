@@ -16,7 +16,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.data import forecasting_split, mackey_glass
-from jaxdl.experiments._recurrent import figure, r2, rmse
+from jaxdl.experiments._common import figure, r2, rmse
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import ESN
 
@@ -96,7 +96,7 @@ def figures(m: dict) -> dict:
     runs = {s: np.asarray(g) for s, g in m["generation_runs"].items()}
     target, truth = np.asarray(m["one_step_target"]), np.asarray(m["generation_truth"])
     valid = m["generation_valid_steps"]
-    fig, axes = figure(2, width=5.5)
+    fig, axes = figure(2, width=5.5, height=3.6)
     s0 = next(iter(preds))
     t = np.arange(target.size)
     axes[0].plot(t, target, "k-", lw=1, label="Mackey-Glass (test)")
@@ -111,7 +111,7 @@ def figures(m: dict) -> dict:
     axes[1].set_ylabel("|prediction - target| (log)")
     axes[1].set_title("absolute one-step errors")
     axes[1].legend(fontsize=6, ncol=2)
-    fig2, (ax,) = figure(1, width=8)
+    fig2, (ax,) = figure(1, width=8, height=3.6)
     for (s, g), v in zip(runs.items(), valid):
         ax.plot(np.arange(g.size), g, lw=0.8, label=f"generated, seed {s} (valid {v} steps)")
     # Drawn last and dashed so that it stays visible where the generated runs still follow it.

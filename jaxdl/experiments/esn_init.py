@@ -17,8 +17,9 @@ from flax import nnx
 
 from analysis import jacobian_products, spectral_radius, state_jacobians
 from jaxdl.data import delayed_recall
-from jaxdl.experiments._recurrent import figure, masked_mse, train_scan
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.train import masked_mse, train_scan
 from jaxdl.models import RNN, elman_step, split
 from jaxdl.train import make_optimizer
 
@@ -85,7 +86,7 @@ def verdict(m: dict) -> Verdict:
 def figures(m: dict) -> dict:
     """Training curves per seed, and the norms of the state-Jacobian products at initialisation."""
     delay = m["delay"]
-    fig, axes = figure(2, width=5)
+    fig, axes = figure(2, width=5, height=3.6)
     for i, name in enumerate(m["training_losses"]):
         for j, (losses, norms) in enumerate(zip(m["training_losses"][name], m["product_norm_init"][name])):
             norms = np.asarray(norms)

@@ -19,7 +19,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.data import digits
-from jaxdl.experiments._images import curves, image_grid
+from jaxdl.experiments._common import curves, image_grid, plot_data
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.gan import GAN, fit_gan
 
@@ -51,14 +51,9 @@ def nearest_distance(a, b) -> float:
     return float(np.mean(np.sqrt(np.maximum(d2.min(1), 0.0))))
 
 
-def _plot_data(values) -> np.ndarray:
-    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
-    return np.round(np.asarray(values, np.float64), 4)
-
-
 def _smoothed(values, window: int) -> np.ndarray:
     """Moving average of ``values`` over ``window`` steps, as plot data."""
-    return _plot_data(np.convolve(values, np.ones(window) / window, mode="valid"))
+    return plot_data(np.convolve(values, np.ones(window) / window, mode="valid"))
 
 
 def measure(*, seed: int, quick: bool) -> dict:
@@ -87,7 +82,7 @@ def measure(*, seed: int, quick: bool) -> dict:
             "steps": steps, "d_real_last10": float(np.mean(hist.d_real[-n:])),
             "d_fake_last10": float(np.mean(hist.d_fake[-n:])), "d_test": d_test,
             "architecture": "G 16-128-128-64 (sigmoid), D 64-128-1, ReLU, Adam 5e-4 (beta1 0.5), batch 64, NS loss",
-            "sample_grid": _plot_data(samples[:100]), "smoothing_window": window,
+            "sample_grid": plot_data(samples[:100]), "smoothing_window": window,
             "d_smoothed": {"mean D(real)": _smoothed(hist.d_real, window),
                            "mean D(G(z))": _smoothed(hist.d_fake, window)}}
 

@@ -20,7 +20,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.data import gaussian_mixture
-from jaxdl.experiments._images import curves
+from jaxdl.experiments._common import curves, plot_data
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.gan import GAN, fit_gan
 
@@ -52,11 +52,6 @@ def _check(e: dict, tail: dict, weight: float) -> bool:
             and abs(e["left_weight"] - weight) <= TOL["weight"] and e["w1_in_sigma"] <= TOL["w1_sigma"])
 
 
-def _plot_data(values) -> np.ndarray:
-    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
-    return np.round(np.asarray(values, np.float64), 4)
-
-
 def measure(*, seed: int, quick: bool) -> dict:
     """Train the GAN from each seed; the last 10% of steps, the sample moments, and the last run's plot data."""
     steps, seeds = (1000, [seed]) if quick else (8000, [seed, seed + 1, seed + 2])
@@ -84,13 +79,13 @@ def measure(*, seed: int, quick: bool) -> dict:
     xs = np.linspace(-4.5, 4.5, 600)
     density, edges = np.histogram(samples, bins=150, range=(-4.5, 4.5), density=True)
     window = max(1, steps // 100)
-    smooth = {name: _plot_data(np.convolve(getattr(hist, key), np.ones(window) / window, mode="valid"))
+    smooth = {name: plot_data(np.convolve(getattr(hist, key), np.ones(window) / window, mode="valid"))
               for name, key in (("discriminator loss", "discriminator_loss"),
                                 ("non-saturating generator loss", "non_saturating_loss"))}
     target_density = np.exp(np.asarray(target.log_prob(jnp.asarray(xs)[:, None])))
     d = np.asarray(jax.nn.sigmoid(trained.discriminator(jnp.asarray(xs, jnp.float32)[:, None]))).reshape(-1)
-    plot = {"seed": seeds[-1], "x": xs, "target_density": _plot_data(target_density), "discriminator": _plot_data(d),
-            "histogram_edges": edges, "histogram_density": _plot_data(density),
+    plot = {"seed": seeds[-1], "x": xs, "target_density": plot_data(target_density), "discriminator": plot_data(d),
+            "histogram_edges": edges, "histogram_density": plot_data(density),
             "smoothing_window": window, "smoothed_losses": smooth}
     return {"runs": runs, "tolerances": TOL, "steps": steps, "target": {"mean": mu, "std": sigma,
             "left_weight": 0.3, "mode_split": split, "description": "0.3 N(-2, 0.5^2) + 0.7 N(1.5, 0.7^2)"},

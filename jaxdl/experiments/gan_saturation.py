@@ -17,7 +17,7 @@ import optax
 from flax import nnx
 
 from jaxdl.data import gaussian_mixture
-from jaxdl.experiments._images import curves
+from jaxdl.experiments._common import curves
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.gan import GAN, discriminator_loss, generator_loss
 

@@ -18,9 +18,8 @@ import numpy as np
 import analysis
 from analysis import plots
 from analysis.monitor import CurvatureMonitor
-from jaxdl.config import ReportConfig
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.problem import build_problem, exact_hessian_float64
+from jaxdl.problems import classification_problem, exact_hessian_float64
 from jaxdl.train import fit, make_optimizer
 
 CLAIM = ("Deep Learning sec. 8.2.1: the gradient norm does not shrink while g^T H g grows by over an order of "
@@ -75,8 +74,7 @@ def _book_checks(grad_norm: np.ndarray, gTHg: np.ndarray, err_start: float, err_
 
 def _train(hidden, seed, steps, every, lr, batch, *, lanczos_steps=0, checkpoints=0):
     """Train with the monitor; with ``checkpoints`` also the exact float64 condition number at that many points."""
-    config = ReportConfig(hidden=hidden, seed=seed)
-    problem = build_problem(config)
+    problem = classification_problem("digits", hidden, "tanh", seed, jnp.float32)
     ds, loss_fn, acc = problem.data, problem.loss_fn, problem.accuracy_fn
     eval_loss = jax.jit(loss_fn)
     opt = make_optimizer("sgd", lr)
@@ -93,7 +91,7 @@ def _train(hidden, seed, steps, every, lr, batch, *, lanczos_steps=0, checkpoint
         parts.append(hist)
         mstate = hist.monitor_state
         if checkpoints:
-            H = exact_hessian_float64(config, state.params)
+            H = exact_hessian_float64(state.params, "digits", hidden, "tanh")
             cond_steps.append(int(state.step))
             conds.append(analysis.condition_number(np.linalg.eigvalsh(0.5 * (H + H.T))))
     rec = {k: np.concatenate([h.monitor[k] for h in parts]) for k in parts[0].monitor}

@@ -30,9 +30,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxdl.data import digits_full
-from jaxdl.experiments._feedforward import figure, fit
+from jaxdl.experiments._common import figure, loglog_slope, spearman
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.experiments.initialization import initialize_mlp
+from jaxdl.models.init import initialize_mlp
+from jaxdl.train import train_scan
 from jaxdl.train import make_optimizer, softmax_cross_entropy
 
 CLAIM = ("Deep Learning sec. 8.2.6 / 8.1.3: minibatch gradients are noisy estimates of the full gradient; their "
@@ -208,17 +209,6 @@ def _statistics(per_example: np.ndarray, batch_sizes, num_batches: int, rng: np.
     return noise, rows
 
 
-def _loglog_slope(x, y) -> float:
-    """Least-squares slope of ``log y`` against ``log x`` (NumPy, float64)."""
-    return float(np.polyfit(np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64)), 1)[0])
-
-
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
 def measure(*, seed: int, quick: bool) -> dict:
     """Per-example gradient statistics and sampled minibatches at initialization and after training."""
     sizes = [64, 32, 10]
@@ -228,7 +218,7 @@ def measure(*, seed: int, quick: bool) -> dict:
     apply, params = initialize_mlp(sizes, scheme="lecun", seed=seed)
     loss_fn = softmax_cross_entropy(apply)
     optimizer = make_optimizer("sgd", 0.5)
-    trained, _ = jax.jit(lambda p, x, y: fit(loss_fn, optimizer, p, x, y, steps=train_steps))(params, x, y)
+    trained, _ = jax.jit(lambda p, x, y: train_scan(loss_fn, optimizer, p, x, y, steps=train_steps))(params, x, y)
     rng = np.random.default_rng(seed)
     results = {}
     value_and_full_grad = jax.jit(lambda p, x, y: (loss_fn(p, x, y), ravel_pytree(jax.grad(loss_fn)(p, x, y))[0]))
@@ -248,7 +238,7 @@ def measure(*, seed: int, quick: bool) -> dict:
             "estimated_noise_scale": est[2], "estimator_batch_sizes": [b_small, b_large], "rows": rows,
             "cosine_exact": {str(b): exact_mean_cosine(per_example, b) for b in (1, 2)},
             "cosine_b1_by_gradient_norm": _cosine_by_gradient_norm(per_example),
-            "slope": _loglog_slope([r["batch_size"] for r in rows if r["batch_size"] <= noise.num_examples // 16],
+            "slope": loglog_slope([r["batch_size"] for r in rows if r["batch_size"] <= noise.num_examples // 16],
                                   [r["variance"] for r in rows if r["batch_size"] <= noise.num_examples // 16]),
         }
 
@@ -267,7 +257,7 @@ def measure(*, seed: int, quick: bool) -> dict:
             "max_z_signal_fraction": float(max(z_signal)),
             # The mean cosine rises overall: largest batch against smallest, and in rank over all sizes.
             "cosine_rise_z": _cosine_change_z(rows[0], rows[-1]),
-            "cosine_rank_correlation": _spearman([row["batch_size"] for row in rows], [row["cosine"] for row in rows]),
+            "cosine_rank_correlation": spearman([row["batch_size"] for row in rows], [row["cosine"] for row in rows]),
             # Findings, not failures: significant falls between consecutive sampled sizes, and a fall of the
             # exact expectation from B = 1 to 2 (where a fall is hardest to resolve by sampling).
             "cosine_significant_falls": _significant_falls(rows),

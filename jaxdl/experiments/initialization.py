@@ -16,14 +16,11 @@ Measured on the digits with an MLP ``64-32-32-10`` trained by full-batch gradien
 * random (LeCun / He normal) initialization breaks the symmetry and the loss falls far below;
 * a hidden bias of 0.1 raises the fraction of ReLUs active on the data at the start.
 
-:func:`initialize_mlp` builds an NNX ``MLP`` abstractly (``nnx.eval_shape``, no random draws on the device) and fills
-it from a NumPy generator: a few milliseconds instead of seconds of eager initialisation, and bit-for-bit the same
-values for the same seed. The other pathology experiments use it too.
+:func:`jaxdl.models.init.initialize_mlp` gives every configuration its exact initial values.
 """
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Sequence
 
@@ -34,77 +31,17 @@ import optax
 from flax import nnx
 
 from jaxdl.data import digits_full
-from jaxdl.experiments._feedforward import figure, fit
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.models import MLP, split
+from jaxdl.models.init import initialize_mlp, stack
+from jaxdl.train import train_scan
 
 CLAIM = ("Deep Learning sec. 8.2.7 and 8.4: initial parameters must break symmetry between hidden units; with all "
          "weights zero (or equal) the units stay identical under gradient descent and a ReLU network gets no gradient "
          "at all, random initialization breaks the symmetry, and a small positive bias keeps ReLUs active at the "
          "start.")
-SCHEMES = ("lecun", "he", "zeros", "constant")
 SYMMETRY_STEPS = 300  # steps after which the symmetry claims are judged (all of a quick run)
 ROUNDING_ULPS_PER_STEP = 4  # rounding errors of the weights a column difference may gain per step
-
-
-def initialize_mlp(
-    sizes: Sequence[int],
-    *,
-    scheme: str = "lecun",
-    activation: str = "tanh",
-    seed: int = 0,
-    constant: float = 0.0,
-    hidden_bias: float = 0.0,
-    dtype=jnp.float32,
-):
-    """An :class:`jaxdl.models.MLP` with chosen initial values, as ``(apply, params)``.
-
-    Args:
-      sizes: layer widths, e.g. ``[64, 32, 32, 10]``.
-      scheme: kernels drawn ``N(0, 1/fan_in)`` (``"lecun"``), ``N(0, 2/fan_in)`` (``"he"``), all zero
-        (``"zeros"``) or all equal to ``constant`` (``"constant"``).
-      activation: the MLP's hidden activation.
-      seed: NumPy generator seed of the random schemes (same seed, same bits).
-      constant: the kernel value of ``scheme="constant"``.
-      hidden_bias: initial value of every hidden-layer bias (the output bias is zero).
-      dtype: parameter dtype.
-
-    Returns:
-      ``(apply, params)`` as from :func:`jaxdl.models.split`.
-
-    Raises:
-      ValueError: unknown scheme or activation, invalid sizes, non-finite constant or bias.
-
-    Example:
-      >>> apply, params = initialize_mlp([2, 3, 1], scheme="constant", constant=0.5)
-      >>> apply(params, jnp.ones((1, 2))).shape
-      (1, 1)
-    """
-    if scheme not in SCHEMES:
-        raise ValueError(f"scheme={scheme!r} is unknown; expected one of {', '.join(SCHEMES)}.")
-    for name, value in (("constant", constant), ("hidden_bias", hidden_bias)):
-        if not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} is invalid; expected a finite number.")
-    sizes = list(sizes)
-    abstract = nnx.eval_shape(lambda: MLP(sizes, activation=activation, rngs=nnx.Rngs(0), dtype=dtype))
-    apply, params = split(abstract)
-    rng = np.random.default_rng(seed)
-    layers = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        if scheme in ("lecun", "he"):
-            std = math.sqrt((1.0 if scheme == "lecun" else 2.0) / fan_in)
-            kernel = rng.standard_normal((fan_in, fan_out)) * std
-        else:
-            kernel = np.full((fan_in, fan_out), constant if scheme == "constant" else 0.0)
-        bias = np.full((fan_out,), hidden_bias if i < len(sizes) - 2 else 0.0)
-        layers[i] = {"kernel": jnp.asarray(kernel, dtype), "bias": jnp.asarray(bias, dtype)}
-    nnx.replace_by_pure_dict(params, {"layers": layers})
-    return apply, params
-
-
-def stack(trees):
-    """Stack identically shaped pytrees on a new leading axis (one member per configuration, for ``vmap``)."""
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def kernels(params) -> list[np.ndarray]:
@@ -188,7 +125,7 @@ def measure(*, seed: int, quick: bool) -> dict:
         loss_fn = _cross_entropy(applies[act])
 
         def train_all(p, x, y, loss_fn=loss_fn, num_steps=symmetry_steps):
-            trained, losses = jax.vmap(lambda q: fit(loss_fn, opt, q, x, y, steps=num_steps))(p)
+            trained, losses = jax.vmap(lambda q: train_scan(loss_fn, opt, q, x, y, steps=num_steps))(p)
             return trained, losses, jax.vmap(lambda q: loss_fn(q, x, y))(trained), jax.vmap(
                 lambda q: jax.grad(loss_fn)(q, x, y))(p)
 

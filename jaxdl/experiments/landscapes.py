@@ -24,9 +24,10 @@ import optax
 
 import analysis
 from jaxdl.data import digits_full
-from jaxdl.experiments._feedforward import figure, fit
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.experiments.initialization import initialize_mlp
+from jaxdl.models.init import initialize_mlp
+from jaxdl.train import train_scan
 
 CLAIM = ("Loss landscapes (Goodfellow, Vinyals & Saxe 2015; Li et al. 2018): the loss falls monotonically on the "
          "straight line from initialization to the trained solution; slices along Hessian eigenvectors curve as "
@@ -60,7 +61,7 @@ def measure(*, seed: int, quick: bool) -> dict:
         def loss_fn(p, x, y):
             return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply(p, x), y))
 
-        trained, _ = jax.jit(lambda p, x, y: fit(loss_fn, optax.sgd(0.5), p, x, y, steps=steps))(init, x, y)
+        trained, _ = jax.jit(lambda p, x, y: train_scan(loss_fn, optax.sgd(0.5), p, x, y, steps=steps))(init, x, y)
         loss_star = float(loss_fn(trained, x, y))
 
         alphas = np.linspace(-0.25, 1.25, 61)

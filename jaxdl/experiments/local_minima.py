@@ -26,9 +26,10 @@ from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 import analysis
-from jaxdl.experiments._feedforward import figure, fit
+from jaxdl.experiments._common import figure, plot_data
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.experiments.initialization import initialize_mlp
+from jaxdl.models.init import initialize_mlp
+from jaxdl.train import train_scan
 
 CLAIM = ("Deep Learning sec. 8.2.2: even networks without hidden units can have local minima of higher cost than the "
          "global minimum; at such a point the gradient vanishes, the Hessian is positive semidefinite, and a point of "
@@ -125,7 +126,7 @@ def _sigmoid_part(seed: int, grid_points: int, gd_runs_wanted: bool = True):
         # Plain gradient descent from a grid of starts: where the runs end (descriptive; skipped when quick).
         starts_w, starts_b = np.meshgrid(np.linspace(-5, 5, 11), np.linspace(-6, 6, 13), indexing="ij")
         gd_starts = _with_wb(params, starts_w.ravel(), starts_b.ravel())
-        run_gd = jax.jit(jax.vmap(lambda p, x, y: fit(loss_fn, optax.sgd(1.0), p, x, y, steps=3000)[0],
+        run_gd = jax.jit(jax.vmap(lambda p, x, y: train_scan(loss_fn, optax.sgd(1.0), p, x, y, steps=3000)[0],
                                   in_axes=(0, None, None)))
         ends = run_gd(gd_starts, x, y)
         end_w, end_b = (np.asarray(nnx.to_pure_dict(ends)["layers"][0][k]).reshape(-1) for k in ("kernel", "bias"))
@@ -163,19 +164,12 @@ def _relu_part(seed: int, steps: int):
     # A perturbation of norm r changes each pre-activation by at most r (|x| + 1) <= 2 r: the units stay dead.
     radius = 0.2 * margin
     gap = perturbation_test(loss_fn, dead, x, y, radius=radius, samples=512, seed=seed)
-    trained, _ = jax.jit(lambda p, x, y: fit(loss_fn, optax.adam(0.01), p, x, y, steps=steps))(params, x, y)
+    trained, _ = jax.jit(lambda p, x, y: train_scan(loss_fn, optax.adam(0.01), p, x, y, steps=steps))(params, x, y)
     return {"sizes": sizes, "loss": info.loss, "half_variance": float(0.5 * np.var(y_host)), "grad_norm": info.grad_norm,
             "kind": info.kind, "min_eigenvalue": info.min_eigenvalue, "max_eigenvalue": info.max_eigenvalue,
             "num_near_zero": info.num_near_zero, "num_params": int(info.eigenvalues.size), "margin": margin,
             "perturbation_radius": radius, "perturbation_min_change": gap,
             "trained_loss": float(loss_fn(trained, x, y)), "train_steps": steps}
-
-
-def _plot_data(values, digits: int = 5) -> np.ndarray:
-    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short
-    in ``results.json``)."""
-    a = np.asarray(values, np.float64)
-    return np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
 
 
 def measure(*, seed: int, quick: bool) -> dict:
@@ -186,7 +180,7 @@ def measure(*, seed: int, quick: bool) -> dict:
     ws, bs, surface = sig["grid"]
     every = max(1, (len(ws) - 1) // 120)  # the full grid of 241 is drawn from every other point
     # Rounded, but kept inside the exact range of the grid, which sets the contour levels.
-    drawn = np.clip(_plot_data(surface[::every, ::every], 6), surface.min(), surface.max())
+    drawn = np.clip(plot_data(surface[::every, ::every], 6), surface.min(), surface.max())
     return {"sigmoid_unit": {k: v for k, v in sig.items() if k not in ("grid", "segment_loss")},
             "dead_relu_network": relu,
             "plot": {"w": ws[::every], "b": bs[::every], "surface": drawn, "surface_max": float(surface.max()),

@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from jaxdl.data import forecasting_split, mackey_glass
-from jaxdl.experiments._recurrent import figure, rmse
+from jaxdl.experiments._common import figure, rmse
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models import ESN, LSM
 
@@ -80,7 +80,7 @@ def verdict(m: dict) -> Verdict:
 def figures(m: dict) -> dict:
     """Median test RMSE against the horizon, and the spike raster of the liquid."""
     horizons, med, persistence = m["horizons"], m["median"], m["rmse_persistence"]
-    fig, axes = figure(2, width=5)
+    fig, axes = figure(2, width=5, height=3.6)
     ax = axes[0]
     ax.semilogy(horizons, [med["esn"][str(h)] for h in horizons], "o-", label="ESN (analog tanh)")
     ax.semilogy(horizons, [med["lsm"][str(h)] for h in horizons], "s-", label="LSM (LIF, binary spikes)")

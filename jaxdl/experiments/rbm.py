@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.data import digits_binarized
-from jaxdl.experiments._images import curves, image_grid
+from jaxdl.experiments._common import curves, image_grid, plot_data
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.rbm import RBMParams, ais_log_partition, fit_rbm, gibbs_chain, hidden_probabilities, \
     log_likelihood_exact, log_partition_exact, visible_bias_from_data, visible_probabilities
@@ -63,11 +63,6 @@ def chain_samples(params: RBMParams, key: jax.Array, num_chains: int, num_steps:
     return np.asarray(visible_probabilities(params, hidden_probabilities(params, v)))
 
 
-def _plot_data(values) -> np.ndarray:
-    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
-    return np.round(np.asarray(values, np.float64), 4)
-
-
 def measure(*, seed: int, quick: bool) -> dict:
     """Train the RBMs, score them exactly, check AIS on the first, and sample it for the figures."""
     epochs, methods = (3, ["CD-1"]) if quick else (100, list(METHODS))
@@ -102,7 +97,7 @@ def measure(*, seed: int, quick: bool) -> dict:
                     float(ais.log_partition), "std_error": float(ais.std_error), "exact": exact_log_z,
                     "error": float(ais.log_partition) - exact_log_z},
             "test_log_likelihood_per_epoch": {m: h.tolist() for m, h in histories.items()},
-            "methods": methods, "chain_steps": chain_steps, "chain_samples": _plot_data(samples),
+            "methods": methods, "chain_steps": chain_steps, "chain_samples": plot_data(samples),
             "filters": np.asarray(first.weights).T}
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.data import digits_binarized
-from jaxdl.experiments._images import curves
+from jaxdl.experiments._common import curves
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.rbm import ais_log_partition, fit_rbm, free_energy, log_partition_exact, visible_bias_from_data
 

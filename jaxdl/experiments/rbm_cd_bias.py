@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.experiments._images import curves
+from jaxdl.experiments._common import curves
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.rbm import RBMParams, cd_gradient
 

@@ -17,197 +17,25 @@ error (units with zero outgoing weight can rotate freely), so critical points ar
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
 import analysis
-from jaxdl.experiments._feedforward import figure
+from analysis.census import critical_point_census, distinct_critical_points
+from analysis.descent import noisy_descent
+from jaxdl.experiments._common import figure, plot_data, spearman
 from jaxdl.experiments._registry import Verdict, experiment
-from jaxdl.experiments.initialization import initialize_mlp, stack
+from jaxdl.models.init import initialize_mlp, stack
+from jaxdl.problems import teacher_student
 
 CLAIM = ("Deep Learning sec. 8.2.3: critical points of high cost are saddle points with many negative Hessian "
          "eigenvalues, and the index grows with the cost (Dauphin et al. 2014); gradient descent with a little noise "
          "escapes a saddle along the eigenvector of the most negative eigenvalue, while Newton's method is attracted "
          "to it.")
 WEIGHT_DECAY = 1e-2
-
-
-def teacher_student(inputs: int, hidden: int, num_examples: int, seed: int, *, teacher_hidden: int = 16,
-                    weight_decay: float = WEIGHT_DECAY, dtype=jnp.float64):
-    """Regression data from a random tanh teacher ``[inputs, teacher_hidden, 1]`` (kernels ``N(0, 4/fan_in)``, so
-    it is strongly non-linear) and a tanh student ``[inputs, hidden, 1]`` too narrow to fit it exactly.
-
-    Returns:
-      ``(loss_fn, apply, params, x, y)``: ``loss_fn(params, x, y) = 1/2 mean (f(x) - y)^2 + weight_decay/2 ||p||^2``
-      and the student's LeCun-normal initial parameters (seed ``seed``).
-
-    Raises:
-      ValueError: non-positive sizes or a negative weight decay.
-    """
-    for name, value in (("inputs", inputs), ("hidden", hidden), ("num_examples", num_examples),
-                        ("teacher_hidden", teacher_hidden)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r} is invalid; expected a positive integer.")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay={weight_decay} is invalid; expected >= 0.")
-    rng = np.random.default_rng(10_000 + seed)
-    x = rng.standard_normal((num_examples, inputs))
-    w1 = rng.standard_normal((inputs, teacher_hidden)) * 2 / np.sqrt(inputs)
-    w2 = rng.standard_normal((teacher_hidden, 1)) * 2 / np.sqrt(teacher_hidden)
-    y = np.tanh(x @ w1) @ w2
-    apply, params = initialize_mlp([inputs, hidden, 1], scheme="lecun", seed=seed, dtype=dtype)
-
-    def loss_fn(p, x, y):
-        decay = sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(p))
-        return 0.5 * jnp.mean((apply(p, x) - y) ** 2) + 0.5 * weight_decay * decay
-
-    return loss_fn, apply, params, jnp.asarray(x, dtype), jnp.asarray(y, dtype)
-
-
-@functools.partial(jax.jit, static_argnames=("loss_fn", "method"))
-def _descend(loss_fn, params, batch, kicks, learning_rate, method):
-    theta, unravel = ravel_pytree(params)
-
-    def loss(th):
-        return loss_fn(unravel(th), *batch)
-
-    def body(th, kick):
-        g = jax.grad(loss)(th)
-        if method == "gradient":
-            step = -learning_rate * g
-        else:
-            H = analysis.dense_hessian(loss_fn, unravel(th), *batch)
-            lam, U = jnp.linalg.eigh(0.5 * (H + H.T))
-            # Newton solves g = 0 in every eigen-direction alike, so negative curvature attracts it too; the exact
-            # null space (if any) is left alone, as a pseudo-inverse does.
-            tol = lam.shape[0] * jnp.finfo(th.dtype).eps * jnp.max(jnp.abs(lam))
-            inv = jnp.where(jnp.abs(lam) > tol, 1.0 / jnp.where(jnp.abs(lam) > tol, lam, 1.0), 0.0)
-            step = -U @ (inv * (U.T @ g))
-        th = th + step + kick
-        return th, (th, loss(th))
-
-    _, (path, losses) = jax.lax.scan(body, theta, kicks)
-    return jnp.concatenate([theta[None], path]), jnp.concatenate([loss(theta)[None], losses])
-
-
-def noisy_descent(loss_fn: Callable, params: Any, *batch: Any, method: str, steps: int, seed: int = 0,
-                  learning_rate: float = 0.1, noise: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient descent (``method="gradient"``) or Newton's method (``"newton"``) with isotropic Gaussian noise of
-    standard deviation ``noise`` added to the parameters after every step.
-
-    The noise is drawn on the host from ``numpy.random.default_rng(seed)`` and passed in as an argument, so the
-    same seed gives both methods the same kicks, and noise-free runs share the compiled loop.
-
-    Returns:
-      ``(path, losses)``: flat parameters ``(steps + 1, n)`` (``ravel_pytree`` order) and the loss at each.
-
-    Raises:
-      ValueError: unknown method, ``steps < 1``, a non-positive learning rate or a negative noise level.
-    """
-    if method not in ("gradient", "newton"):
-        raise ValueError(f"method={method!r} is invalid; expected 'gradient' or 'newton'.")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} is invalid; expected a positive integer.")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate={learning_rate} is invalid; expected a positive step size.")
-    if not noise >= 0:
-        raise ValueError(f"noise={noise} is invalid; expected a standard deviation >= 0.")
-    flat, _ = ravel_pytree(params)
-    kicks = np.random.default_rng(seed).standard_normal((steps, flat.shape[0])) * noise
-    path, losses = _descend(loss_fn, params, batch, jnp.asarray(kicks, flat.dtype), learning_rate, method)
-    return np.asarray(path), np.asarray(losses)
-
-
-@functools.partial(jax.jit, static_argnames=("loss_fn", "steps"))
-def _adam_snapshots(loss_fn, starts, x, y, record, steps):
-    """Adam (lr 0.01) from every start for ``steps`` steps; parameters after each step number in ``record``."""
-    opt = optax.adam(0.01)
-
-    def one(p):
-        def body(carry, _):
-            p, state = carry
-            updates, state = opt.update(jax.grad(loss_fn)(p, x, y), state, p)
-            p = optax.apply_updates(p, updates)
-            return (p, state), p
-
-        return jax.lax.scan(body, (p, opt.init(p)), None, length=steps)[1]
-
-    path = jax.vmap(one)(starts)  # leaves (starts, steps, ...)
-    return jax.tree_util.tree_map(lambda a: jnp.swapaxes(a[:, record - 1], 0, 1), path)
-
-
-def critical_point_census(loss_fn, starts, x, y, *, snapshot_steps, lm_steps: int, symmetric=None,
-                          gtol: float = 1e-9):
-    """Starts along Adam training runs from ``starts`` (stacked initialisations), Levenberg-Marquardt from each,
-    and the exact Hessian classification of every converged critical point.
-
-    ``symmetric`` (one unstacked start with all hidden units equal) is trained and searched in the same compiled
-    calls; Adam keeps its units equal, so it ends at a minimum of the loss restricted to equal units, and the
-    search then settles on the critical point there.
-
-    Returns:
-      ``(records, converged_fraction, symmetric_point)``: one dict per converged census point (loss, index, kind,
-      ...), the converged fraction of the census starts, and the :class:`analysis.CriticalPoint` reached from
-      ``symmetric`` (None without it).
-    """
-    # Stacking and slicing happen on the host: each eager device slice would cost a compilation of its own.
-    host = functools.partial(jax.tree_util.tree_map, np.asarray)
-    seeds = jax.tree_util.tree_leaves(starts)[0].shape[0]
-    if symmetric is not None:
-        starts = jax.tree_util.tree_map(lambda a, b: np.concatenate([a, b[None]]), host(starts), host(symmetric))
-    trained = sorted(s for s in snapshot_steps if s > 0)
-    groups = [host(starts)] if 0 in snapshot_steps else []
-    if trained:
-        snaps = host(_adam_snapshots(loss_fn, jax.tree_util.tree_map(jnp.asarray, starts), x, y,
-                                     jnp.asarray(trained), trained[-1]))
-        groups += [jax.tree_util.tree_map(lambda a: a[j], snaps) for j in range(len(trained))]
-    members = seeds + (symmetric is not None)
-    census = [jax.tree_util.tree_map(lambda a: a[:seeds], g) for g in groups]
-    if symmetric is not None:
-        census.append(jax.tree_util.tree_map(lambda a: a[seeds:members], groups[-1]))
-    everything = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.concatenate(a)), *census)
-    found = analysis.find_critical_points(loss_fn, everything, x, y, steps=lm_steps, gtol=gtol)
-    total = seeds * len(groups)
-    converged = np.asarray(found.converged)[:total]
-    order = sorted(snapshot_steps)
-    records = []
-    host = jax.tree_util.tree_map(np.asarray, found.params)
-    for i in np.flatnonzero(converged):
-        point = jax.tree_util.tree_map(lambda a: jnp.asarray(a[i]), host)
-        info = analysis.classify_critical_point(loss_fn, point, x, y, gtol=gtol)
-        records.append({"loss": info.loss, "index": info.index, "kind": info.kind, "grad_norm": info.grad_norm,
-                        "snapshot_step": int(order[i // seeds]), "min_eigenvalue": info.min_eigenvalue,
-                        "num_near_zero": info.num_near_zero})
-    point = None
-    if symmetric is not None:
-        point = jax.tree_util.tree_map(lambda a: jnp.asarray(np.asarray(a)[total]), found)
-    return records, float(converged.mean()), point
-
-
-def distinct_critical_points(records: list[dict], *, rtol: float = 1e-8) -> list[dict]:
-    """One record per distinct critical point, by loss and index, in order of loss.
-
-    Points related by a permutation of the hidden units have the same loss and spectrum, so loss and index identify
-    a point up to that symmetry; two losses within ``rtol`` (relative) with the same index are the same point.
-    """
-    kept: list[dict] = []
-    for r in sorted(records, key=lambda r: r["loss"]):
-        if not any(abs(r["loss"] - k["loss"]) <= rtol * abs(k["loss"]) and r["index"] == k["index"] for k in kept):
-            kept.append(r)
-    return kept
-
-
-def _spearman(a, b) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
 
 
 def symmetric_start(inputs: int, hidden: int, seed: int, dtype=jnp.float64):
@@ -254,13 +82,6 @@ def _escape_alignment(path: np.ndarray, saddle: np.ndarray, basis: np.ndarray, r
     return _alignment(path[t] - saddle, basis), t
 
 
-def _plot_data(values, digits: int = 5) -> np.ndarray:
-    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short
-    in ``results.json``)."""
-    a = np.asarray(values, np.float64)
-    return np.array([float(f"{v:.{digits}g}") for v in a.ravel()]).reshape(a.shape)
-
-
 def measure(*, seed: int, quick: bool) -> dict:
     """The census of critical points, the toy saddle and the network saddle; their paths and curves to plot."""
     if quick:
@@ -284,8 +105,8 @@ def measure(*, seed: int, quick: bool) -> dict:
     distinct = distinct_critical_points(records)
     losses = np.array([r["loss"] for r in distinct])
     index = np.array([r["index"] for r in distinct])
-    rho = _spearman(losses, index) if len(distinct) >= 3 else float("nan")
-    rho_all = _spearman([r["loss"] for r in records], [r["index"] for r in records]) if len(records) >= 3 else \
+    rho = spearman(losses, index) if len(distinct) >= 3 else float("nan")
+    rho_all = spearman([r["loss"] for r in records], [r["index"] for r in records]) if len(records) >= 3 else \
         float("nan")
     order = np.argsort(losses)
     third = max(1, len(order) // 3)
@@ -301,8 +122,8 @@ def measure(*, seed: int, quick: bool) -> dict:
         "toy_saddle": {k: v for k, v in toy.items() if k != "paths"},
         "network_saddle": {k: v for k, v in net.items() if k not in ("paths", "losses", "dist")},
         # Plot data: the toy paths, and the losses and distances from the network saddle at every step.
-        "plot": {"toy_paths": toy["paths"], "network_losses": {k: _plot_data(v, 7) for k, v in net["losses"].items()},
-                 "network_distance": {k: _plot_data(v) for k, v in net["dist"].items()}},
+        "plot": {"toy_paths": toy["paths"], "network_losses": {k: plot_data(v, 7) for k, v in net["losses"].items()},
+                 "network_distance": {k: plot_data(v) for k, v in net["dist"].items()}},
     }
 
 

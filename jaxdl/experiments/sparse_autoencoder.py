@@ -15,8 +15,9 @@ import optax
 from flax import nnx
 
 from jaxdl.data import digits
-from jaxdl.experiments._feedforward import figure, fit
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.train import train_scan
 from jaxdl.models import Autoencoder, autoencoder_split, reconstruction_error, sparsity_penalty
 
 CLAIM = ("Deep Learning sec. 14.2.1: an overcomplete autoencoder trained with a sparsity penalty Omega(h) (L1 or a KL "
@@ -36,7 +37,7 @@ def train_sparse(x, activation: str, kind: str, weight: float, *, steps: int, se
         return reconstruction_error(xb, fns.decode(p, h)) + weight * sparsity_penalty(h, kind, target=TARGET_RATE)
 
     optimizer = optax.adam(optax.cosine_decay_schedule(3e-3, steps, alpha=0.1))
-    params, _ = jax.jit(lambda p, xb: fit(loss_fn, optimizer, p, xb, steps=steps))(params, x)
+    params, _ = jax.jit(lambda p, xb: train_scan(loss_fn, optimizer, p, xb, steps=steps))(params, x)
     return fns, params
 
 

@@ -16,8 +16,9 @@ from flax import nnx
 from matplotlib.ticker import MaxNLocator
 
 from analysis import causal_structure
-from jaxdl.experiments._recurrent import figure, masked_mse, train_scan
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.train import masked_mse, train_scan
 from jaxdl.models import (
     RNN,
     BidirectionalRNN,
@@ -133,7 +134,7 @@ def figures(m: dict) -> dict:
             else:
                 axis.set_ticks([])
     fig.colorbar(im, ax=axes, label="log10 ||dy_t/dx_s||_F (clipped at -6)")
-    fig2, (ax,) = figure(1, width=6)
+    fig2, (ax,) = figure(1, width=6, height=3.6)
     for name, losses in curves.items():
         losses = np.asarray(losses)
         ax.plot(np.arange(1, losses.size + 1), losses, label=f"{name}: test MSE {mse[name]:.3g}")

@@ -15,8 +15,10 @@ import optax
 from flax import nnx
 
 from jaxdl.data import function_1d
-from jaxdl.experiments._feedforward import figure, fit, init_stack, loglog_slope
+from jaxdl.experiments._common import figure, loglog_slope
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.models.init import init_stack
+from jaxdl.train import train_scan
 from jaxdl.models import MLP, split
 from jaxdl.models.mlp import ACTIVATIONS
 
@@ -111,7 +113,7 @@ def fit_widths(activation: str, widths, seeds: int, steps: int, data, seed: int 
     optimizer = optax.adam(optax.cosine_decay_schedule(0.02, steps, alpha=0.01))
 
     def one(p, mask, x, y, x_test, y_test):
-        p, _ = fit(loss_fn, optimizer, p, mask, x, y, steps=steps)
+        p, _ = train_scan(loss_fn, optimizer, p, mask, x, y, steps=steps)
         pred = apply(_masked(p, mask), x_test)[:, 0]
         err = pred - y_test[:, 0]
         return jnp.sqrt(jnp.mean(err**2)), jnp.max(jnp.abs(err)), pred

@@ -15,7 +15,7 @@ from flax import nnx
 from scipy.stats import norm
 
 from jaxdl.data import digits_binarized
-from jaxdl.experiments._images import curves, image_grid
+from jaxdl.experiments._common import curves, image_grid, plot_data
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.vae import VAE, diagonal_normal_log_prob, fit_vae, gaussian_kl, reparameterize
 
@@ -64,11 +64,6 @@ def evaluate(model: VAE, key: jax.Array, x: jax.Array, ks: tuple[int, ...], *, e
     return {"elbo": float(elbo), **{f"L_{k}": float(v) for k, v in zip(ks, iw)}, "kl": kl}
 
 
-def _plot_data(values) -> np.ndarray:
-    """Plot data for the metrics: float64, rounded to 1e-4 (invisible in a figure, short in ``results.json``)."""
-    return np.round(np.asarray(values, np.float64), 4)
-
-
 def latent_map(model: VAE, x, grid: int = 12) -> tuple[np.ndarray, np.ndarray]:
     """Test means of q(z|x) ``(n, 2)``, and the decoder means ``(grid * grid, 64)`` over a grid of prior quantiles
     (z1 across, z2 up)."""
@@ -104,8 +99,8 @@ def measure(*, seed: int, quick: bool) -> dict:
         model2, hist2 = fit_vae(vae2, data.x_train, key=k_fit2, epochs=epochs, batch_size=32, x_test=data.x_test)
         means, decoded = latent_map(model2, data.x_test)
         latent_metrics = {"latent2_test_negative_elbo": float(hist2.test_negative_elbo[-1]),
-                          "latent2_plot": {"posterior_means": _plot_data(means), "labels": np.asarray(data.y_test),
-                                           "grid": 12, "decoded": _plot_data(decoded)}}
+                          "latent2_plot": {"posterior_means": plot_data(means), "labels": np.asarray(data.y_test),
+                                           "grid": 12, "decoded": plot_data(decoded)}}
 
     reconstructions = np.concatenate([np.asarray(data.x_test[:12]), np.asarray(model.reconstruct(data.x_test[:12]))])
     return {
@@ -121,8 +116,8 @@ def measure(*, seed: int, quick: bool) -> dict:
         **latent_metrics,
         "history": {"train": hist.train_negative_elbo.tolist(), "test": hist.test_negative_elbo.tolist()},
         "ks": list(ks),
-        "samples": _plot_data(model.decoder.sample(k_sample, 100, noise=False)),
-        "reconstructions": _plot_data(reconstructions),
+        "samples": plot_data(model.decoder.sample(k_sample, 100, noise=False)),
+        "reconstructions": plot_data(reconstructions),
     }
 
 

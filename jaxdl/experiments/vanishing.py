@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from analysis import jacobian_products, singular_values, spectral_radius, state_jacobians, trajectory_distance
-from jaxdl.experiments._recurrent import figure
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
 from jaxdl.models.esn import reservoir_matrix, to_dense
 
@@ -144,7 +144,7 @@ def verdict(m: dict) -> Verdict:
 def figures(m: dict) -> dict:
     """Linear perturbations, tanh Jacobian-product norms, and the reservoir spectrum with both radii."""
     delta, tanh, agree = m["delta"], m["tanh"], m["spectral_radius"]
-    fig, axes = figure(3, width=4.4)
+    fig, axes = figure(3, width=4.4, height=3.6)
     ax = axes[0]
     for i, rho in enumerate(m["linear_distance"]):
         distance, predicted = np.asarray(m["linear_distance"][rho]), np.asarray(m["linear_predicted"][rho])

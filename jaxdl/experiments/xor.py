@@ -14,8 +14,10 @@ import optax
 from flax import nnx
 
 from jaxdl.data import xor
-from jaxdl.experiments._feedforward import figure, fit, stack
+from jaxdl.experiments._common import figure
 from jaxdl.experiments._registry import Verdict, experiment
+from jaxdl.models.init import stack
+from jaxdl.train import train_scan
 from jaxdl.models import MLP, Perceptron, least_squares_fit, perceptron_fit, split
 
 CLAIM = ("Deep Learning sec. 6.1: the least-squares linear model outputs 1/2 on every XOR point and a perceptron gets "
@@ -51,7 +53,7 @@ def train_mlps(width: int, activation: str, seeds: int, steps: int, seed: int = 
     models = [MLP([2, width, 1], activation=activation, rngs=nnx.Rngs(seed * 1000 + s)) for s in range(seeds)]
     apply, _ = split(models[0])
     params = stack([split(m)[1] for m in models])
-    train = jax.jit(jax.vmap(lambda p, xb, yb: fit(_mse(apply), optax.adam(0.05), p, xb, yb, steps=steps)[0],
+    train = jax.jit(jax.vmap(lambda p, xb, yb: train_scan(_mse(apply), optax.adam(0.05), p, xb, yb, steps=steps)[0],
                              in_axes=(0, None, None)))
     trained = train(params, x, y)
     outputs = jax.vmap(lambda p: apply(p, x)[:, 0])(trained)

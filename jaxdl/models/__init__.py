@@ -21,9 +21,6 @@ from jaxdl.models.perceptron import Perceptron as Perceptron
 from jaxdl.models.perceptron import PerceptronFit as PerceptronFit
 from jaxdl.models.perceptron import least_squares_fit as least_squares_fit
 from jaxdl.models.perceptron import perceptron_fit as perceptron_fit
-
-__all__ = ["MLP", "split"]
-__all__ += ["Perceptron", "PerceptronFit", "least_squares_fit", "perceptron_fit"]
 from jaxdl.models.generator import Generator as Generator
 from jaxdl.models.generator import sample_latent as sample_latent
 from jaxdl.models.generator import split_method as split_method
@@ -49,14 +46,6 @@ from jaxdl.models.rbm import free_energy as free_energy
 from jaxdl.models.rbm import gibbs_chain as gibbs_chain
 from jaxdl.models.rbm import log_likelihood_exact as log_likelihood_exact
 from jaxdl.models.rbm import log_partition_exact as log_partition_exact
-__all__ += ["Generator", "sample_latent", "split_method", "VAE", "VAEHistory", "fit_vae", "gaussian_kl",
-            "reparameterize", "GAN", "Discriminator", "GANHistory", "discriminator_loss", "fit_gan", "generator_loss",
-            "RBM", "AISResult", "RBMHistory", "RBMParams", "ais_log_partition", "cd_gradient", "fit_rbm",
-            "free_energy", "gibbs_chain", "log_likelihood_exact", "log_partition_exact"]
-__all__ += ["DropoutMLP", "DropoutNet", "dropout_split", "exact_arithmetic_mean", "exact_geometric_mean", "exact_means",
-            "monte_carlo_predict", "sample_predictions", "weight_scaling_predict"]
-__all__ += ["Autoencoder", "AutoencoderFns", "autoencoder_split", "principal_angle_cosines", "reconstruction_error",
-            "sparsity_penalty"]
 from jaxdl.models.esn import ESN as ESN
 from jaxdl.models.esn import ReservoirWeights as ReservoirWeights
 from jaxdl.models.esn import SparseRows as SparseRows
@@ -85,8 +74,21 @@ from jaxdl.models.rnn import SequenceToVector as SequenceToVector
 from jaxdl.models.rnn import VectorToSequence as VectorToSequence
 from jaxdl.models.rnn import elman_scan as elman_scan
 from jaxdl.models.rnn import elman_step as elman_step
-__all__ += ["ESN", "ReservoirWeights", "SparseRows", "input_matrix", "memory_capacity", "readout_statistics",
-            "reservoir_matrix", "reservoir_step", "run_reservoir", "spectral_radius_dense", "to_dense",
-            "ReadoutStatistics", "ridge_regression", "solve_readout", "state_statistics", "LSM", "LIFState",
-            "lif_step", "run_liquid", "RNN", "BidirectionalRNN", "CellParams", "ElmanCell", "EncoderDecoder",
-            "SequenceToVector", "VectorToSequence", "elman_scan", "elman_step"]
+from jaxdl.models.init import initialize_mlp as initialize_mlp
+from jaxdl.models.init import init_stack as init_stack
+from jaxdl.models.init import stack as stack
+
+__all__ = [
+    "AISResult", "Autoencoder", "AutoencoderFns", "BidirectionalRNN", "CellParams", "Discriminator", "DropoutMLP",
+    "DropoutNet", "ESN", "ElmanCell", "EncoderDecoder", "GAN", "GANHistory", "Generator", "LIFState", "LSM", "MLP",
+    "Perceptron", "PerceptronFit", "RBM", "RBMHistory", "RBMParams", "RNN", "ReadoutStatistics", "ReservoirWeights",
+    "SequenceToVector", "SparseRows", "VAE", "VAEHistory", "VectorToSequence", "ais_log_partition", "autoencoder_split",
+    "cd_gradient", "discriminator_loss", "dropout_split", "elman_scan", "elman_step", "exact_arithmetic_mean",
+    "exact_geometric_mean", "exact_means", "fit_gan", "fit_rbm", "fit_vae", "free_energy", "gaussian_kl",
+    "generator_loss", "gibbs_chain", "init_stack", "initialize_mlp", "input_matrix", "least_squares_fit", "lif_step",
+    "log_likelihood_exact", "log_partition_exact", "memory_capacity", "monte_carlo_predict", "perceptron_fit",
+    "principal_angle_cosines", "readout_statistics", "reconstruction_error", "reparameterize", "reservoir_matrix",
+    "reservoir_step", "ridge_regression", "run_liquid", "run_reservoir", "sample_latent", "sample_predictions",
+    "solve_readout", "sparsity_penalty", "spectral_radius_dense", "split", "split_method", "stack", "state_statistics",
+    "to_dense", "weight_scaling_predict",
+]

@@ -24,16 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from analysis._checks import check_positive_int
 from jaxdl.models.mlp import ACTIVATIONS
 
 CORRUPTIONS = ("none", "gaussian", "masking")
 SPARSITY = ("l1", "kl")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value!r} is invalid; expected a positive integer.")
-    return value
 
 
 class Autoencoder(nnx.Module):
@@ -67,9 +62,9 @@ class Autoencoder(nnx.Module):
                  encoder_activation: str = "identity", decoder_activation: str = "identity", tied: bool = False,
                  undercomplete: bool = False, corruption: str = "none", noise_level: float = 0.0,
                  rngs: nnx.Rngs, dtype=jnp.float32):
-        _positive_int(num_inputs, "num_inputs")
-        _positive_int(code_size, "code_size")
-        hidden = [_positive_int(h, "hidden width") for h in hidden]
+        check_positive_int(num_inputs, "num_inputs")
+        check_positive_int(code_size, "code_size")
+        hidden = [check_positive_int(h, "hidden width") for h in hidden]
         if undercomplete and code_size >= num_inputs:
             raise ValueError(f"code_size={code_size} is not smaller than num_inputs={num_inputs}; an undercomplete "
                              "autoencoder needs code_size < num_inputs.")

@@ -17,8 +17,8 @@ non-saturating one tends to -1. At the equilibrium p_g = p_data, D = 1/2 everywh
 
 from __future__ import annotations
 
-from functools import partial
-from typing import NamedTuple, Sequence
+import dataclasses
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,9 +26,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from analysis._checks import check_key, check_number
-from jaxdl.models.generator import Generator, check_positive_int, check_sizes
+from analysis._checks import check_key, check_number, check_positive_int
+from jaxdl.models.generator import Generator, check_sizes
 from jaxdl.models.mlp import MLP
+from jaxdl.engine import scan_steps
 
 GENERATOR_LOSSES = ("minimax", "non_saturating")
 
@@ -131,7 +132,8 @@ def fit_gan(
     """Alternating updates: ``discriminator_steps`` Adam steps on D, then one on G (Goodfellow et al. 2014, alg. 1).
 
     Real minibatches are drawn uniformly with replacement from ``x_data``. Steps run ``chunk`` at a time in one
-    jitted ``lax.scan``; parameters and data are arguments. The input ``gan`` is not modified; the same ``key`` gives
+    jitted ``lax.scan`` (:func:`jaxdl.train.scan_steps`; step ``t`` uses key ``t`` of ``jax.random.split(key,
+    steps)``); parameters and data are arguments. The input ``gan`` is not modified; the same ``key`` gives
     the same result bit for bit.
 
     Raises:
@@ -164,53 +166,60 @@ def fit_gan(
 
     graphdef, params, rest = nnx.split(gan, nnx.Param, ...)
     gp, dp = params["generator"], params["discriminator"]
-    carry = (gp, dp, optax.adam(1.0).init(gp), optax.adam(1.0).init(dp))  # Adam's state does not depend on the rate
-    keys = jax.random.split(key, steps)
-    x_dev = jnp.asarray(x_data)
-    parts = []
-    for start in range(0, steps, chunk):
-        carry, metrics = _train_chunk(graphdef, rest, carry, keys[start : start + chunk], x_dev, learning_rate, d_lr,
-                                      batch_size=batch_size, loss=loss, discriminator_steps=discriminator_steps,
-                                      beta1=beta1)
-        parts.append(metrics)
-    cols = [np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(5)]
-    return _merge(graphdef, rest, carry[0], carry[1]), GANHistory(*cols)
+    state = (gp, dp, optax.adam(1.0).init(gp), optax.adam(1.0).init(dp))  # Adam's state does not depend on the rate
+    step = _GANStep(graphdef, batch_size, loss, discriminator_steps, beta1)
+    state, metrics = scan_steps(step, state, jax.random.split(key, steps), (rest, jnp.asarray(x_data), learning_rate,
+                                                                           d_lr), chunk=chunk)
+    return _merge(graphdef, rest, state[0], state[1]), GANHistory(*metrics)
 
 
 def _merge(graphdef, rest, gp, dp) -> GAN:
     return nnx.merge(graphdef, nnx.State({"generator": gp, "discriminator": dp}), rest)
 
 
-# Module level, graph definition static: GANs of the same architecture and settings share one compilation.
-@partial(jax.jit, static_argnums=0, static_argnames=("batch_size", "loss", "discriminator_steps", "beta1"))
-def _train_chunk(graphdef, rest, carry, keys, x, g_lr, d_lr, *, batch_size: int, loss: str,
-                 discriminator_steps: int, beta1: float):
-    g_opt, d_opt = optax.adam(g_lr, b1=beta1), optax.adam(d_lr, b1=beta1)
+@dataclasses.dataclass(frozen=True)
+class _GANStep:
+    """The plug-in step of :func:`fit_gan` for :func:`jaxdl.train.scan_steps`: ``discriminator_steps`` Adam steps on
+    D, then one on G, from one key. Hashable static settings (graph definition included): GANs of the same
+    architecture and settings share one compilation.
 
-    def real(k):
-        return x[jax.random.randint(k, (batch_size,), 0, x.shape[0])]
+    ``state = (gp, dp, g_opt_state, d_opt_state)``; ``data = (rest, x, g_lr, d_lr)`` (traced).
+    """
 
-    def d_step(inner, k):
-        gp, dp, ds = inner
-        kr, kz = jax.random.split(k)
-        xr, xf = real(kr), _merge(graphdef, rest, gp, dp).sample(kz, batch_size)
+    graphdef: Any
+    batch_size: int
+    loss: str
+    discriminator_steps: int
+    beta1: float
 
-        def d_loss(p):
-            m = _merge(graphdef, rest, gp, p)
-            return discriminator_loss(m.discriminator(xr), m.discriminator(xf))
+    def __call__(self, state, data, key):
+        graphdef, batch_size = self.graphdef, self.batch_size
+        rest, x, g_lr, d_lr = data
+        g_opt, d_opt = optax.adam(g_lr, b1=self.beta1), optax.adam(d_lr, b1=self.beta1)
 
-        updates, ds = d_opt.update(jax.grad(d_loss)(dp), ds, dp)
-        return (gp, optax.apply_updates(dp, updates), ds), None
+        def real(k):
+            return x[jax.random.randint(k, (batch_size,), 0, x.shape[0])]
 
-    def g_step(outer, k):
-        gp, dp, gs, ds = outer
-        kd, kr, kz = jax.random.split(k, 3)
-        (gp, dp, ds), _ = jax.lax.scan(d_step, (gp, dp, ds), jax.random.split(kd, discriminator_steps))
+        def d_step(inner, k):
+            gp, dp, ds = inner
+            kr, kz = jax.random.split(k)
+            xr, xf = real(kr), _merge(graphdef, rest, gp, dp).sample(kz, batch_size)
+
+            def d_loss(p):
+                m = _merge(graphdef, rest, gp, p)
+                return discriminator_loss(m.discriminator(xr), m.discriminator(xf))
+
+            updates, ds = d_opt.update(jax.grad(d_loss)(dp), ds, dp)
+            return (gp, optax.apply_updates(dp, updates), ds), None
+
+        gp, dp, gs, ds = state
+        kd, kr, kz = jax.random.split(key, 3)
+        (gp, dp, ds), _ = jax.lax.scan(d_step, (gp, dp, ds), jax.random.split(kd, self.discriminator_steps))
 
         def g_loss(p):
             m = _merge(graphdef, rest, p, dp)
             lf = m.discriminator(m.sample(kz, batch_size))
-            return generator_loss(lf, loss), lf
+            return generator_loss(lf, self.loss), lf
 
         (_, lf), grads = jax.value_and_grad(g_loss, has_aux=True)(gp)
         lr = _merge(graphdef, rest, gp, dp).discriminator(real(kr))
@@ -218,5 +227,3 @@ def _train_chunk(graphdef, rest, carry, keys, x, g_lr, d_lr, *, batch_size: int,
         metrics = (discriminator_loss(lr, lf), generator_loss(lf, "minimax"), generator_loss(lf, "non_saturating"),
                    jnp.mean(jax.nn.sigmoid(lr)), jnp.mean(jax.nn.sigmoid(lf)))
         return (optax.apply_updates(gp, updates), dp, gs, ds), metrics
-
-    return jax.lax.scan(g_step, carry, keys)

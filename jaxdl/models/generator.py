@@ -23,18 +23,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from analysis._checks import check_key
+from analysis._checks import check_key, check_positive_int
 from jaxdl.models.mlp import MLP
 
 OUTPUTS = ("identity", "bernoulli", "gaussian")
 _LOG_2PI = math.log(2.0 * math.pi)
-
-
-def check_positive_int(value, name: str, what: str) -> int:
-    """``value`` if it is a positive Python int (not a bool), else a ValueError naming it and ``what`` it sets."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name}={value!r} is invalid; expected a positive integer ({what}).")
-    return value
 
 
 def check_sizes(sizes: Sequence[int], name: str) -> list[int]:

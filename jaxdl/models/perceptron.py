@@ -8,12 +8,16 @@ adding those of (0,0) and (1,1)). The perceptron's pure boundary is :func:`jaxdl
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from analysis._checks import check_positive_int
+from jaxdl.engine import run_epochs
 
 
 def _check_xy(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -44,8 +48,7 @@ class Perceptron(nnx.Module):
     """
 
     def __init__(self, num_inputs: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        if isinstance(num_inputs, bool) or not isinstance(num_inputs, int) or num_inputs <= 0:
-            raise ValueError(f"num_inputs={num_inputs!r} is invalid; expected a positive integer.")
+        check_positive_int(num_inputs, "num_inputs", "features per example")
         init = nnx.initializers.zeros_init()
         self.linear = nnx.Linear(num_inputs, 1, kernel_init=init, rngs=rngs, dtype=dtype, param_dtype=dtype)
 
@@ -76,25 +79,31 @@ def _repack(params, w: jax.Array, b: jax.Array):
     return jax.tree_util.tree_map_with_path(leaf, params)
 
 
+def _accuracy(w: jax.Array, b: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean(((x @ w + b) > 0) == (y > 0.5))
+
+
+def _perceptron_step(state, example, key, *, x, y, learning_rate):
+    """The plug-in step of :func:`perceptron_fit`: Rosenblatt's rule on one example ``(xi, yi)`` (``key`` unused);
+    ``state = (w, b, best)`` carries the best accuracy after any update; the metric is whether it was a mistake."""
+    w, b, best = state
+    xi, yi = example
+    error = yi - ((xi @ w + b) > 0).astype(x.dtype)  # Rosenblatt's rule: update only on a mistake
+    w, b = w + learning_rate * error * xi, b + learning_rate * error
+    return (w, b, jnp.maximum(best, _accuracy(w, b, x, y))), error != 0
+
+
 @jax.jit(static_argnames=("epochs",))
 def _fit(params, x, y, epochs: int, learning_rate):
     w0, b0 = _unpack(params)
+    step = partial(_perceptron_step, x=x, y=y, learning_rate=learning_rate)
 
-    def accuracy(w, b):
-        return jnp.mean(((x @ w + b) > 0) == (y > 0.5))
+    def epoch_end(state, wrong):
+        return jnp.sum(wrong), _accuracy(state[0], state[1], x, y)
 
-    def example(carry, xy):
-        w, b, best = carry
-        xi, yi = xy
-        error = yi - ((xi @ w + b) > 0).astype(x.dtype)  # Rosenblatt's rule: update only on a mistake
-        w, b = w + learning_rate * error * xi, b + learning_rate * error
-        return (w, b, jnp.maximum(best, accuracy(w, b))), error != 0
-
-    def epoch(carry, _):
-        carry, wrong = jax.lax.scan(example, carry, (x, y))
-        return carry, (jnp.sum(wrong), accuracy(carry[0], carry[1]))
-
-    (w, b, best), (mistakes, acc) = jax.lax.scan(epoch, (w0, b0, accuracy(w0, b0)), None, length=epochs)
+    # Examples in order (key None), one at a time (batch_size None).
+    (w, b, best), (mistakes, acc) = run_epochs(step, (w0, b0, _accuracy(w0, b0, x, y)), None, (x, y),
+                                               epochs=epochs, batch_size=None, epoch_end=epoch_end)
     return _repack(params, w, b), mistakes, acc, best
 
 
@@ -126,8 +135,7 @@ def perceptron_fit(params, x: jax.Array, y: jax.Array, *, epochs: int = 100, lea
     x, y = _check_xy(x, y)
     if not isinstance(y, jax.core.Tracer) and not np.all(np.isin(np.asarray(y), (0.0, 1.0))):
         raise ValueError("y contains values other than 0 and 1; the perceptron rule needs binary targets.")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs={epochs!r} is invalid; expected a positive integer.")
+    check_positive_int(epochs, "epochs", "passes over the data")
     if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
         raise ValueError(f"learning_rate={learning_rate!r} is invalid; expected a positive number.")
     w, _ = _unpack(params)

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from analysis._checks import check_finite, check_key, check_number
-from jaxdl.models.generator import check_positive_int
+from analysis._checks import check_finite, check_key, check_number, check_positive_int
+from jaxdl.engine import epoch_scan
 
 MAX_ENUMERATED_UNITS = 20
 
@@ -162,8 +162,7 @@ def gibbs_chain(params, key: jax.Array, v0: jax.Array, num_steps: int) -> jax.Ar
     Raises:
       TypeError, ValueError: an invalid key, ``num_steps`` not an int >= 0, NaN/inf parameters or states.
     """
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-        raise ValueError(f"num_steps={num_steps!r} is invalid; expected an integer >= 0.")
+    check_positive_int(num_steps, "num_steps", "Gibbs steps", minimum=0)
     check_params(params, key)
     check_finite({}, (), extra={"v0": v0})
     return _gibbs_chain(params, key, v0, num_steps)
@@ -200,8 +199,7 @@ def cd_gradient(params, key: jax.Array, v_data: jax.Array, k: int, chains: jax.A
       ValueError: ``k < 1``; non-binary or non-finite concrete data; NaN/inf parameters.
       TypeError: ``key`` is not a single PRNG key.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k={k!r} is invalid; expected an integer number of Gibbs steps >= 1.")
+    check_positive_int(k, "k", "Gibbs steps per update")
     check_params(params, key)
     check_binary(v_data, "v_data")
     start = v_data if chains is None else chains
@@ -287,8 +285,7 @@ def ais_log_partition(params, key: jax.Array, *, num_betas: int = 10000, num_run
       >>> bool(jnp.abs(r.log_partition - log_partition_exact(p)) < 0.05)
       True
     """
-    if isinstance(num_betas, bool) or not isinstance(num_betas, int) or num_betas < 2:
-        raise ValueError(f"num_betas={num_betas!r} is invalid; expected an integer >= 2.")
+    check_positive_int(num_betas, "num_betas", "annealing temperatures", minimum=2)
     check_positive_int(num_runs, "num_runs", "independent AIS runs")
     check_params(params, key)
     if base_visible_bias is not None:
@@ -338,29 +335,30 @@ class CDState(NamedTuple):
     chains: jax.Array
 
 
+def _cd_step(state: CDState, v: jax.Array, key: jax.Array, *, k: int, persistent: bool, learning_rate: float,
+             momentum: float, weight_decay: float) -> tuple[CDState, jax.Array]:
+    """The plug-in step of :func:`cd_epoch`: one CD-k / PCD-k update of ``state`` on the minibatch ``v`` with
+    momentum and L2 weight decay on W; its metric is the minibatch's mean squared one-step reconstruction error."""
+    grad, v_k = cd_gradient(state.params, key, v, k, state.chains if persistent else None)
+    grad = grad._replace(weights=grad.weights - weight_decay * state.params.weights)
+    velocity = jax.tree.map(lambda m, g: momentum * m + learning_rate * g, state.velocity, grad)
+    params = jax.tree.map(jnp.add, state.params, velocity)
+    recon = visible_probabilities(state.params, hidden_probabilities(state.params, v))
+    return CDState(params, velocity, v_k if persistent else state.chains), jnp.mean((recon - v) ** 2)
+
+
 @partial(jax.jit, static_argnames=("k", "persistent", "batch_size"))
 def cd_epoch(state: CDState, key: jax.Array, x: jax.Array, *, k: int, persistent: bool, batch_size: int,
              learning_rate: float, momentum: float, weight_decay: float) -> tuple[CDState, jax.Array]:
-    """One shuffled pass of CD-k or PCD-k updates with momentum and L2 weight decay on W, in a ``lax.scan``.
+    """One shuffled pass of CD-k or PCD-k updates with momentum and L2 weight decay on W, in a ``lax.scan``
+    (:func:`jaxdl.train.epoch_scan`, a key per step).
 
     Returns the new state and the epoch's mean squared one-step reconstruction error (a cheap progress signal;
     it is not the likelihood).
     """
-    num_batches = x.shape[0] // batch_size
-    kperm, ksteps = jax.random.split(key)
-    idx = jax.random.permutation(kperm, x.shape[0])[: num_batches * batch_size].reshape(num_batches, batch_size)
-
-    def step(st: CDState, inputs):
-        batch_idx, kb = inputs
-        v = x[batch_idx]
-        grad, v_k = cd_gradient(st.params, kb, v, k, st.chains if persistent else None)
-        grad = grad._replace(weights=grad.weights - weight_decay * st.params.weights)
-        velocity = jax.tree.map(lambda m, g: momentum * m + learning_rate * g, st.velocity, grad)
-        params = jax.tree.map(jnp.add, st.params, velocity)
-        recon = visible_probabilities(st.params, hidden_probabilities(st.params, v))
-        return CDState(params, velocity, v_k if persistent else st.chains), jnp.mean((recon - v) ** 2)
-
-    state, errors = jax.lax.scan(step, state, (idx, jax.random.split(ksteps, num_batches)))
+    step = partial(_cd_step, k=k, persistent=persistent, learning_rate=learning_rate, momentum=momentum,
+                   weight_decay=weight_decay)
+    state, errors = epoch_scan(step, state, key, x, batch_size=batch_size)
     return state, jnp.mean(errors)
 
 
@@ -415,13 +413,12 @@ def fit_rbm(x: jax.Array, num_hidden: int, *, key: jax.Array, k: int = 1, persis
     check_binary(x, "x")
     if x_eval is not None:
         check_binary(x_eval, "x_eval")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k={k!r} is invalid; expected an integer number of Gibbs steps >= 1.")
+    check_positive_int(k, "k", "Gibbs steps per update")
     check_positive_int(epochs, "epochs", "passes over the data")
     check_positive_int(batch_size, "batch_size", "examples per update")
     num_chains = batch_size if num_chains is None else check_positive_int(num_chains, "num_chains", "PCD chains")
-    if batch_size > x.shape[0]:
-        raise ValueError(f"batch_size={batch_size} is invalid; expected at most {x.shape[0]} examples.")
+    if batch_size > len(x):
+        raise ValueError(f"batch_size={batch_size} is invalid; expected at most {len(x)} examples.")
     check_number(learning_rate, "learning_rate", positive=True)
     check_number(momentum, "momentum", minimum=0, maximum=1, include_maximum=False)
     check_number(weight_decay, "weight_decay", minimum=0)

@@ -19,12 +19,8 @@ from flax import nnx
 
 from analysis._checks import check_number
 from jaxdl.models.esn import check_leak, check_spectral_radius, reservoir_matrix, to_dense
+from jaxdl.models.mlp import ACTIVATIONS
 
-ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
-    "tanh": jnp.tanh,
-    "identity": lambda x: x,
-    "relu": jax.nn.relu,
-}
 RECURRENT_INITS = ("uniform", "orthogonal", "esn")
 
 

@@ -25,10 +25,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from analysis._checks import check_key, check_number
-from jaxdl.models.generator import (Generator, check_positive_int, check_sizes, diagonal_normal_log_prob,
-                                    reparameterize)
+from analysis._checks import check_key, check_number, check_positive_int
+from jaxdl.models.generator import Generator, check_sizes, diagonal_normal_log_prob, reparameterize
 from jaxdl.models.mlp import MLP
+from jaxdl.engine import epoch_scan
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 
@@ -163,26 +163,23 @@ def check_data(x, num_features: int, likelihood: str, name: str = "x") -> np.nda
     return arr
 
 
-# Module-level jitted steps with the graph definition static: models of the same architecture share one compilation.
-@partial(jax.jit, static_argnums=0, static_argnames="batch_size")
-def _train_epoch(graphdef, params, rest, opt_state, key, x, learning_rate, *, batch_size: int):
-    optimizer = optax.adam(learning_rate)
-    num_batches = x.shape[0] // batch_size
-    kperm, ksteps = jax.random.split(key)
-    idx = jax.random.permutation(kperm, x.shape[0])[: num_batches * batch_size].reshape(num_batches, batch_size)
+def _elbo_step(graphdef, rest, optimizer, carry, xb, key):
+    """The plug-in step of :func:`fit_vae`: one Adam step on the minibatch's mean negative ELBO (z drawn by ``key``)."""
+    p, opt_state = carry
 
     def loss_fn(p, k, xb):
         return -jnp.mean(nnx.merge(graphdef, p, rest).elbo(k, xb))
 
-    def step(carry, inputs):
-        p, opt_state = carry
-        batch_idx, kb = inputs
-        loss, grads = jax.value_and_grad(loss_fn)(p, kb, x[batch_idx])
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return (optax.apply_updates(p, updates), opt_state), loss
+    loss, grads = jax.value_and_grad(loss_fn)(p, key, xb)
+    updates, opt_state = optimizer.update(grads, opt_state, p)
+    return (optax.apply_updates(p, updates), opt_state), loss
 
-    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state),
-                                               (idx, jax.random.split(ksteps, num_batches)))
+
+# Module-level jitted epoch with the graph definition static: models of the same architecture share one compilation.
+@partial(jax.jit, static_argnums=0, static_argnames="batch_size")
+def _train_epoch(graphdef, params, rest, opt_state, key, x, learning_rate, *, batch_size: int):
+    step = partial(_elbo_step, graphdef, rest, optax.adam(learning_rate))
+    (params, opt_state), losses = epoch_scan(step, (params, opt_state), key, x, batch_size=batch_size)
     return params, opt_state, jnp.mean(losses)
 
 
@@ -211,7 +208,8 @@ def fit_vae(
 ) -> tuple[VAE, VAEHistory]:
     """Maximise the ELBO with Adam over shuffled minibatches; returns a trained copy and the per-epoch history.
 
-    Each epoch is one jitted ``lax.scan`` over minibatches; parameters and data are arguments, never constants.
+    Each epoch is one jitted ``lax.scan`` over minibatches (:func:`jaxdl.train.epoch_scan`, a key per step);
+    parameters and data are arguments, never constants.
     The input ``model`` is not modified. The same ``key`` gives the same trained parameters bit for bit.
 
     Raises:
@@ -231,8 +229,8 @@ def fit_vae(
     check_positive_int(epochs, "epochs", "passes over the training data")
     check_positive_int(batch_size, "batch_size", "examples per update")
     check_positive_int(eval_samples, "eval_samples", "z samples per example when evaluating the ELBO")
-    if batch_size > x_train.shape[0]:
-        raise ValueError(f"batch_size={batch_size} is invalid; expected at most {x_train.shape[0]} examples.")
+    if batch_size > len(x_train):
+        raise ValueError(f"batch_size={batch_size} is invalid; expected at most {len(x_train)} examples.")
     check_number(learning_rate, "learning_rate", positive=True)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = optax.adam(learning_rate).init(params)

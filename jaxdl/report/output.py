@@ -10,7 +10,7 @@ a file, a symbolic link, the current folder or one of its parents, the home fold
 
 from __future__ import annotations
 
-import html
+import dataclasses
 import json
 import math
 import os
@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from jaxdl.report.page import page_html
 
 MARKER = ".jaxdl-report"  # in every folder jaxdl writes: {"tool": "jaxdl", "kind": ..., "version": ...}
 
@@ -114,6 +116,8 @@ def to_jsonable(value: Any) -> Any:
     """Arrays, NamedTuples, dataclasses and numpy scalars to plain JSON values; non-finite floats to strings."""
     if hasattr(value, "_asdict"):
         return {k: to_jsonable(v) for k, v in value._asdict().items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -185,7 +189,7 @@ def write_report(
             plt.close(fig)
         with open(tmp / "results.json", "w") as f:
             json.dump(to_jsonable(results), f, indent=2, sort_keys=False)
-        (tmp / "index.html").write_text(_page(title, figures.keys(), captions, summary_html))
+        (tmp / "index.html").write_text(page_html(title, figures.keys(), captions, summary_html))
         write_marker(tmp, "report")
         check_output_dir(out_dir)  # again: something may have appeared at ``out`` while the report was computed
         _move_into_place(tmp, out)
@@ -210,27 +214,3 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         old.rmdir()
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _page(title: str, stems, captions: Mapping[str, str], summary_html: str) -> str:
-    esc = html.escape
-    items = "\n".join(
-        f'<figure><img src="{esc(s)}.png" alt="{esc(s)}"><figcaption>{esc(captions.get(s, s))} '
-        f'(<a href="{esc(s)}.pdf">PDF</a>)</figcaption></figure>'
-        for s in stems
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }}
-figure {{ display: inline-block; width: 48%; margin: 0.5%; vertical-align: top; }}
-img {{ width: 100%; border: 1px solid #ddd; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
-</style></head>
-<body><h1>{esc(title)}</h1>
-{summary_html}
-<p>All numbers: <a href="results.json">results.json</a>.</p>
-{items}
-</body></html>
-"""

@@ -1,6 +1,6 @@
 """Open a report's ``index.html`` in headless Chromium: check that every figure loads and take a screenshot.
 
-Usage: ``python -m jaxdl.browser_check reports/default [--screenshot PATH]``. Needs Debian's ``chromium`` package
+Usage: ``python -m jaxdl.report.browser_check reports/default [--screenshot PATH]``. Needs Debian's ``chromium`` package
 (``apt-get install chromium``); exits 2 with a clear message when no Chromium is found, 1 when a figure fails.
 
 How: a small probe page beside the report loads each ``<img>`` of ``index.html`` and writes, once every image has

@@ -9,9 +9,20 @@ from typing import Any, Optional
 
 MAX_SEED = 2**63 - 1  # the largest seed jax.random.PRNGKey and flax.nnx.Rngs accept
 MODELS = ("mlp", "linear")
-DATASETS = ("digits", "digits-binarized")
-OPTIMIZERS = ("sgd", "momentum", "adam")
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "gelu")
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The valid values of the settings that name something: ``model``, ``dataset``, ``optimizer``, ``activation``.
+
+    Imported here, not at the top: the lists live beside JAX code, and `jaxdl --help` or a refused --out should not
+    wait for JAX.
+    """
+    from jaxdl.models.mlp import ACTIVATIONS
+    from jaxdl.problems import DATASETS
+    from jaxdl.train import OPTIMIZERS
+
+    return {"model": MODELS, "dataset": tuple(DATASETS), "optimizer": tuple(OPTIMIZERS),
+            "activation": tuple(ACTIVATIONS)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,11 +68,10 @@ class ReportConfig:
         # Imported here, not at the top: the checks import JAX, and `jaxdl --help` or a refused --out should not wait.
         from analysis._checks import check_bool, check_number, check_positive_int
 
-        for name, choices in (("model", MODELS), ("dataset", DATASETS), ("optimizer", OPTIMIZERS),
-                              ("activation", ACTIVATIONS)):
+        for name, valid in choices().items():
             value = getattr(self, name)
-            if not isinstance(value, str) or value not in choices:
-                raise ValueError(f"{name}={value!r} is unknown; expected one of {', '.join(choices)}.")
+            if not isinstance(value, str) or value not in valid:
+                raise ValueError(f"{name}={value!r} is unknown; expected one of {', '.join(valid)}.")
         for name in ("steps", "monitor_every", "eval_every", "checkpoint_every", "k", "lanczos_matvecs",
                      "trace_matvecs", "slq_matvecs", "slq_probes", "dense_limit", "landscape_points",
                      "landscape_grid"):
@@ -98,9 +108,12 @@ class ReportConfig:
                              f"{self.dataset!r} has {num_examples} examples (expected 1 <= batch_size <= "
                              f"{num_examples}, or none for the full batch).")
 
+    def hidden_widths(self) -> tuple[int, ...]:
+        """The hidden layer widths of the model: ``hidden`` for the MLP, none for the linear model."""
+        return tuple(self.hidden) if self.model == "mlp" else ()
+
     def layer_sizes(self, num_features: int, num_classes: int) -> list[int]:
-        hidden = list(self.hidden) if self.model == "mlp" else []
-        return [num_features, *hidden, num_classes]
+        return [num_features, *self.hidden_widths(), num_classes]
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ReportConfig)}

@@ -1,15 +1,34 @@
-"""Thin figure helpers shared by the generative experiments: grids of 8x8 digit images, curves, histograms."""
+"""What the experiments share: figure scaffolding (matplotlib, Agg backend), plot data for the metrics, and the
+small statistics their verdicts quote (log-log slopes, rank correlations, errors)."""
 
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+
+def figure(ncols: int = 1, nrows: int = 1, *, width: float = 5.0, height: float = 3.8):
+    """``(fig, axes)``: a constrained-layout figure with ``nrows x ncols`` axes of ``width x height`` inches each,
+    ``axes`` a flat list."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), layout="constrained",
+                             squeeze=False)
+    return fig, list(axes.ravel())
+
+
+def plot_data(values, digits: int = 5) -> np.ndarray:
+    """Plot data for the metrics: float64 rounded to ``digits`` significant digits (invisible in a figure, short in
+    ``results.json``)."""
+    a = np.asarray(values, np.float64)
+    finite = np.isfinite(a) & (a != 0)
+    magnitude = np.floor(np.log10(np.abs(np.where(finite, a, 1.0))))
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return np.where(finite, np.round(a * scale) / scale, a)
 
 
 def tile(images, rows: int, cols: int, side: int = 8, pad: float = np.nan) -> np.ndarray:
@@ -62,3 +81,28 @@ def curves(x, series: Mapping[str, np.ndarray], *, xlabel: str, ylabel: str, tit
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x`` in float64 (``nan`` for fewer than two points)."""
+    if len(x) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64)), 1)[0])
+
+
+def spearman(a, b) -> float:
+    """Spearman's rank correlation of ``a`` and ``b`` (scipy)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def rmse(pred, target) -> float:
+    """Root mean squared error."""
+    return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
+
+
+def r2(pred, target) -> float:
+    """Coefficient of determination ``1 - SS_res / SS_tot`` (per-column means for ``SS_tot``)."""
+    pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    return float(1.0 - np.sum((pred - target) ** 2) / np.sum((target - target.mean(0)) ** 2))

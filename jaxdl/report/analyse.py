@@ -1,0 +1,135 @@
+"""The analysis of the trained network: gradient and curvature, Lanczos extremes, Hutch++ trace, spectral density,
+the exact float64 spectrum where a dense Hessian fits, per-layer blocks and loss landscapes.
+
+Every number is a field of a NamedTuple of :mod:`jaxdl.report.results`.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+import analysis
+from jaxdl.problems import Problem
+from jaxdl.report.config import ReportConfig
+from jaxdl.report.problem import exact_hessian
+from jaxdl.report.results import (Analysis, ExactLayerBlock, ExactSkipped, ExactSpectrum, FigureData, FinalMetrics,
+                                  LanczosSummary, Landscape, LayerBlock, ModelSummary, SLQSummary, TraceSummary,
+                                  TrainingHistory)
+
+
+def analyse_network(config: ReportConfig, problem: Problem, params, history: TrainingHistory, *,
+                    progress: bool) -> tuple[Analysis, FigureData]:
+    """Every number of the report at the trained ``params``, and the arrays the figures need."""
+    loss_fn, ds = problem.loss_fn, problem.data
+    batch = (ds.x_train, ds.y_train)
+    n = analysis.num_params(params)
+    k = min(config.k, n // 2)
+    k_eig, k_trace, k_slq, k_land = jax.random.split(jax.random.PRNGKey(config.seed), 4)
+    layers = analysis.layer_blocks(params)
+    bar = tqdm(total=6 + len(layers), desc="curvature analysis", disable=not progress)
+
+    gc = analysis.gradient_curvature(loss_fn, params, *batch)
+    bar.update()
+    eigs = analysis.hessian_eigs(loss_fn, params, *batch, k=k, which="both", num_matvecs=min(n, config.lanczos_matvecs),
+                                 key=k_eig, return_vectors=True)
+    bar.update()
+    trace = analysis.hessian_trace(loss_fn, params, *batch, num_matvecs=config.trace_matvecs, key=k_trace)
+    bar.update()
+    slq = analysis.spectral_density(loss_fn, params, *batch, num_matvecs=min(n, config.slq_matvecs),
+                                    num_probes=config.slq_probes, key=k_slq)
+    bar.update()
+    exact, H, eigenvalues = _exact_spectrum(config, params, n, k, slq)
+    bar.update()
+    per_layer = []
+    for name, paths in layers.items():
+        per_layer.append(_layer_block(loss_fn, params, batch, name, paths, H, k_eig, k_trace))
+        bar.update()
+    landscape, quadratic = _landscape(config, loss_fn, params, batch, gc, eigs, k_land)
+    bar.update()
+    bar.close()
+
+    result = Analysis(
+        model=ModelSummary(config.layer_sizes(ds.num_features, ds.num_classes), n),
+        history=history,
+        final=_final_metrics(history, gc, config.learning_rate),
+        lanczos=LanczosSummary(eigs.eigenvalues, eigs.residuals, eigs.num_matvecs),
+        trace=TraceSummary(float(trace.estimate), float(trace.standard_error), trace.method, trace.num_matvecs),
+        slq=SLQSummary(int(slq.nodes.shape[1]), int(slq.nodes.shape[0])),
+        exact=exact,
+        per_layer=per_layer,
+        landscape=landscape,
+    )
+    return result, _figure_data(slq, eigs, eigenvalues, quadratic)
+
+
+def _exact_spectrum(config: ReportConfig, params, n: int, k: int, slq):
+    """The exact spectrum (with the dense Hessian and its eigenvalues) if ``n <= dense_limit``, else why not."""
+    if n > config.dense_limit:
+        return ExactSkipped(False, f"n={n} exceeds dense_limit={config.dense_limit}"), None, None
+    H = exact_hessian(config, params)
+    eigenvalues = np.linalg.eigvalsh(0.5 * (H + H.T))
+    exact = ExactSpectrum(True, "float64", analysis.condition_number(eigenvalues), float(eigenvalues.sum()),
+                          eigenvalues[-k:], eigenvalues[:k], float(slq.wasserstein1(eigenvalues)))
+    return exact, H, eigenvalues
+
+
+def _layer_block(loss_fn, params, batch, name: str, paths: list[str], H: Optional[np.ndarray], k_eig, k_trace):
+    """One layer's block: top eigenvalue (Lanczos on the block) and trace (Hutch++ on the block); exact where
+    the dense Hessian ``H`` is given."""
+    sizes = [int(np.size(x)) for x in jax.tree_util.tree_leaves(params)]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    index_of = {p: i for i, p in enumerate(analysis.leaf_paths(params))}
+    nb = sum(sizes[index_of[p]] for p in paths)
+    top = analysis.hessian_eigs(loss_fn, params, *batch, k=1, block=name, num_matvecs=min(nb, 40), key=k_eig)
+    tr = analysis.hessian_trace(loss_fn, params, *batch, num_matvecs=min(30, 3 * nb), key=k_trace, block=name)
+    block = LayerBlock(name, nb, float(top.eigenvalues[0]), float(top.residuals[0]), float(tr.estimate),
+                       float(tr.standard_error))
+    if H is None:
+        return block
+    idx = np.concatenate([np.arange(offsets[index_of[p]], offsets[index_of[p] + 1]) for p in paths])
+    sub = H[np.ix_(idx, idx)]
+    return ExactLayerBlock(*block, float(np.linalg.eigvalsh(0.5 * (sub + sub.T))[-1]), float(np.trace(sub)))
+
+
+def _landscape(config: ReportConfig, loss_fn, params, batch, gc, eigs, key) -> tuple[Landscape, dict]:
+    """1-D slices along the top and bottom eigenvectors with their quadratic models; 2-D filter-normalised
+    surface."""
+    alphas = np.linspace(-1.0, 1.0, config.landscape_points)
+    loss0 = float(gc.loss)
+    slices, quadratic = {}, {}
+    for label, index in (("top eigenvector", -1), ("bottom eigenvector", 0)):
+        vec = jax.tree_util.tree_map(lambda v: v[index], eigs.eigenvectors)
+        lam = float(eigs.eigenvalues[index])
+        name = f"{label} ($\\lambda$ = {lam:.3g})"
+        slices[name] = np.asarray(analysis.loss_along_direction(loss_fn, params, vec, alphas, *batch))
+        g_dot_v = sum(float(np.vdot(a, b)) for a, b in zip(jax.tree_util.tree_leaves(gc.grad),
+                                                            jax.tree_util.tree_leaves(vec)))
+        quadratic[name] = loss0 + alphas * g_dot_v + 0.5 * lam * alphas**2
+    d1k, d2k = jax.random.split(key)
+    d1 = analysis.filter_normalized_direction(d1k, params)
+    d2 = analysis.filter_normalized_direction(d2k, params)
+    grid = np.linspace(-1.0, 1.0, config.landscape_grid)
+    surface = np.asarray(analysis.loss_surface_2d(loss_fn, params, d1, d2, grid, grid, *batch))
+    return Landscape(alphas, slices, grid, surface), quadratic
+
+
+def _final_metrics(history: TrainingHistory, gc, learning_rate: float) -> FinalMetrics:
+    last = {name: float(np.asarray(history.evals[name])[-1]) for name in ("train_loss", "test_loss", "train_acc",
+                                                                          "test_acc")}
+    return FinalMetrics(**last, loss=float(gc.loss), gTg=float(gc.gTg), gTHg=float(gc.gTHg),
+                        predicted_change_at_lr=float(gc.predicted_change(learning_rate)),
+                        curvature_ratio_at_lr=float(gc.curvature_ratio(learning_rate)))
+
+
+def _figure_data(slq, eigs, exact_eigenvalues, quadratic) -> FigureData:
+    """The SLQ density on a grid covering its nodes and the Lanczos extremes."""
+    lo = float(min(slq.nodes.min(), eigs.eigenvalues.min()))
+    hi = float(max(slq.nodes.max(), eigs.eigenvalues.max()))
+    pad = 0.05 * (hi - lo)
+    grid = np.linspace(lo - pad, hi + pad, 800)
+    sigma = (hi - lo) / 200
+    return FigureData(grid, np.asarray(slq.density(grid, sigma)), sigma, exact_eigenvalues, quadratic)
