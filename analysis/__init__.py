@@ -6,6 +6,7 @@ data as positional arguments; data and parameters enter compiled code as argumen
 
 from analysis._checks import leaf_paths as leaf_paths
 from analysis._objective import BlockSpec as BlockSpec
+from analysis.batches import Batches as Batches
 from analysis._objective import layer_blocks as layer_blocks
 from analysis.census import critical_point_census as critical_point_census
 from analysis.census import distinct_critical_points as distinct_critical_points
@@ -61,10 +62,10 @@ from analysis.trace import hessian_trace as hessian_trace
 from analysis.trace import TraceEstimate as TraceEstimate
 
 __all__ = [
-    "BlockSpec", "CausalStructure", "ConditionInfo", "ContractionBound", "CriticalPoint", "CriticalPointInfo",
-    "CurvatureMonitor", "EigenDirection", "GradientCurvature", "HessianEigs", "JacobianProducts", "MonitorRecord",
-    "MonitorState", "PenaltyEstimate", "SpectralDensity", "SpectralRadius", "TraceEstimate", "causal_structure",
-    "classify_critical_point", "condition_number", "contraction_bound", "contractive_penalty",
+    "Batches", "BlockSpec", "CausalStructure", "ConditionInfo", "ContractionBound", "CriticalPoint",
+    "CriticalPointInfo", "CurvatureMonitor", "EigenDirection", "GradientCurvature", "HessianEigs", "JacobianProducts",
+    "MonitorRecord", "MonitorState", "PenaltyEstimate", "SpectralDensity", "SpectralRadius", "TraceEstimate",
+    "causal_structure", "classify_critical_point", "condition_number", "contraction_bound", "contractive_penalty",
     "contractive_penalty_estimate", "critical_point_census", "dense_hessian", "distinct_critical_points",
     "escape_direction", "filter_normalize", "filter_normalized_direction", "find_critical_point",
     "find_critical_points", "gradient_curvature", "hessian_direction", "hessian_eigs", "hessian_index",

@@ -248,10 +248,22 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+class DataSource:
+    """Marker base class of :class:`analysis.Batches`, so that routines taking arrays can refuse a source clearly
+    (this module cannot import that one)."""
+
+
+SOURCE_ROUTINES = ("hvp, dense_hessian, hessian_spectrum, hessian_eigs, hessian_trace, spectral_density, "
+                   "gradient_curvature, loss_along_direction, interpolate and loss_surface_2d")
+
+
 def check_inputs(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool,
                  extra: Optional[dict[str, PyTree]] = None) -> None:
     """All boundary checks of a ``loss_fn(params, *batch)`` call, in the order a user would fix them; ``extra``
     pytrees (see :func:`check_finite`) join the finiteness check."""
+    if any(isinstance(b, DataSource) for b in batch):
+        raise TypeError(f"this routine takes data arrays, not a Batches data source; the routines that take one are "
+                        f"{SOURCE_ROUTINES}.")
     check_bool(microbatched, "microbatched")
     check_params(params)
     check_batch(batch, microbatched=microbatched)

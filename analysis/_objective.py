@@ -9,10 +9,15 @@ Microbatching: with ``microbatched=True`` every batch array carries a leading mi
 Hessian-vector products are averaged over microbatches with ``lax.scan`` so only one microbatch is live at a time.
 The average equals the full-batch value when ``loss_fn`` is a mean over examples and the microbatches have equal
 size.
+
+Data sources (:class:`analysis.Batches`): the per-batch terms below (loss and gradient, Hessian-vector products of a
+stack of vectors) are what one pass over a source accumulates, batch by batch, with weights; :func:`source_matmat`
+turns a pass into the matrix-vector product that the host-side Krylov loops call.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Sequence, Union
 
 import jax
@@ -149,3 +154,31 @@ def make_objective(
         return value_and_grad(th)[1]
 
     return FlatObjective(theta, unravel, loss, grad, value_and_grad, hvp)
+
+
+def flat_view(params: PyTree, block: BlockSpec) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
+    """The flat block vector of ``params`` and its ``unravel``, outside any trace (for the host-side loops)."""
+    obj = make_objective(None, params, (), block=block)
+    return obj.theta, obj.unravel
+
+
+def value_and_grad_term(loss_fn: Callable, params: PyTree, operand: None, batch: tuple, *, block: BlockSpec):
+    """Per-batch term of a data source: the loss and the flat gradient of ``block`` on ``batch``."""
+    obj = make_objective(loss_fn, params, batch, block=block)
+    return obj.value_and_grad(obj.theta)
+
+
+def hvp_term(loss_fn: Callable, params: PyTree, vectors: jax.Array, batch: tuple, *, block: BlockSpec,
+             batch_size: int) -> jax.Array:
+    """Per-batch term of a data source: ``H_batch v`` for every row of ``vectors (p, n)``, ``batch_size`` rows
+    vectorised at a time."""
+    obj = make_objective(loss_fn, params, batch, block=block)
+    return jax.lax.map(functools.partial(obj.hvp, obj.theta), vectors,
+                       batch_size=min(batch_size, vectors.shape[0]))
+
+
+def source_matmat(run: Any, block: BlockSpec, batch_size: int = 8) -> Callable[[jax.Array], jax.Array]:
+    """``V (p, n) -> H V`` for the Hessian of the mean loss over a data source: one pass per call, every batch's
+    products computed together (``run`` is an :class:`analysis.batches.SourceRun`)."""
+    options = (("block", block), ("batch_size", batch_size))
+    return lambda vectors: run.accumulate(hvp_term, vectors, options)

@@ -12,8 +12,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from analysis._checks import check_inputs
-from analysis._objective import BlockSpec, check_block, make_objective
+from analysis._objective import (BlockSpec, check_block, flat_view, make_objective, source_matmat,
+                                 value_and_grad_term)
+from analysis.batches import checked_source
 
 PyTree = Any
 
@@ -66,13 +67,22 @@ def _gradient_curvature(loss_fn, params, batch, microbatched, block):
     return loss, obj.unravel(g), gTg, gTHg
 
 
+def _gradient_curvature_source(run, params, block):
+    """As the microbatched path: the accumulated gradient (one pass), then its accumulated product (another)."""
+    _, unravel = flat_view(params, block)
+    loss, g = run.accumulate(value_and_grad_term, None, (("block", block),))
+    Hg = source_matmat(run, block)(g[None])[0]
+    return loss, unravel(g), jnp.vdot(g, g), jnp.vdot(g, Hg)
+
+
 def gradient_curvature(
     loss_fn: Callable, params: PyTree, *batch: Any, microbatched: bool = False, block: BlockSpec = None
 ) -> GradientCurvature:
     """Loss, gradient, ``g^T g`` and ``g^T H g`` from one linearisation of the gradient.
 
     Args:
-      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`.
+      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`; the data may be one
+        :class:`analysis.Batches` (two passes over it: the gradient, then its Hessian product).
 
     Returns:
       :class:`GradientCurvature`; ``.predicted_change(eps)`` gives eq. 8.10.
@@ -85,6 +95,9 @@ def gradient_curvature(
       >>> float(gc.gTg), float(gc.gTHg)
       (10.0, 28.0)
     """
-    check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     block = check_block(params, block)
+    if source is not None:
+        return GradientCurvature(*_gradient_curvature_source(source._run(loss_fn, params, "gradient_curvature"),
+                                                             params, block))
     return GradientCurvature(*_gradient_curvature(loss_fn, params, batch, microbatched, block))

@@ -4,6 +4,9 @@ Each probe ``z`` gives a Gauss quadrature rule of the spectral measure ``mu_z = 
 from ``num_matvecs`` Lanczos steps: nodes are the Ritz values, weights the squared first components of the Ritz
 vectors. The average over probes is an unbiased estimate of the empirical spectral measure
 ``(1/n) sum_i delta_{lambda_i}`` (for the moments up to degree ``2 num_matvecs - 1``).
+
+Over a data source (:class:`analysis.Batches`) the probes' recurrences run in lockstep from the host, so each of the
+``num_matvecs`` passes over the data serves every probe (memory: ``num_probes`` Krylov bases).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from analysis._checks import check_finite, check_inputs, check_key, check_number, check_positive_int
-from analysis._objective import BlockSpec, check_block, make_objective
+from analysis._checks import check_finite, check_key, check_number, check_positive_int
+from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
+from analysis.batches import checked_source
 from analysis.hessian import num_params
-from analysis.lanczos import lanczos_ritz
+from analysis.lanczos import lanczos_ritz, lanczos_ritz_stacked
 
 PyTree = Any
 
@@ -99,6 +103,13 @@ def _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, micr
     return nodes, weights
 
 
+def _spectral_density_source(run, params, key, num_matvecs, num_probes, block):
+    theta, _ = flat_view(params, block)
+    probes = jax.random.rademacher(key, (num_probes, theta.shape[0]), theta.dtype)  # the array path's probes
+    ritz, S, _ = lanczos_ritz_stacked(source_matmat(run, block), probes, num_matvecs)
+    return ritz.astype(theta.dtype), (S[:, 0, :] ** 2).astype(theta.dtype)
+
+
 def spectral_density(
     loss_fn: Callable,
     params: PyTree,
@@ -112,7 +123,8 @@ def spectral_density(
     """Spectral density of the Hessian by stochastic Lanczos quadrature.
 
     Args:
-      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`.
+      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`; the data may be one
+        :class:`analysis.Batches` (``num_matvecs`` passes over it, shared by all probes).
       num_matvecs: Lanczos steps per probe (full reorthogonalisation; at most ``n``).
       num_probes: independent Rademacher probes.
       key: PRNG key (default ``PRNGKey(0)``).
@@ -130,7 +142,7 @@ def spectral_density(
       >>> sd.nodes.shape
       (1, 4)
     """
-    check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
     num_probes = check_positive_int(num_probes, "num_probes")
     block = check_block(params, block)
@@ -138,5 +150,8 @@ def spectral_density(
     if num_matvecs > n:
         raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
     key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    if source is not None:
+        run = source._run(loss_fn, params, "spectral_density")
+        return SpectralDensity(*_spectral_density_source(run, params, key, num_matvecs, num_probes, block))
     nodes, weights = _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, microbatched, block)
     return SpectralDensity(nodes, weights)

@@ -1,4 +1,8 @@
-"""Hessian-vector products and exact (dense) Hessians of ``loss_fn(params, *batch)``."""
+"""Hessian-vector products and exact (dense) Hessians of ``loss_fn(params, *batch)``.
+
+The data may be one :class:`analysis.Batches` source: a product is then one pass over it, and the dense Hessian too
+(each batch's Hessian is computed whole and accumulated with its weight).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
-from analysis._checks import check_inputs, check_like, check_positive_int
-from analysis._objective import BlockSpec, block_mask, check_block, make_objective
+from analysis._checks import check_like, check_positive_int
+from analysis._objective import BlockSpec, block_mask, check_block, flat_view, make_objective, source_matmat
+from analysis.batches import checked_source
 
 PyTree = Any
 
@@ -40,7 +46,8 @@ def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched:
       loss_fn: ``loss_fn(params, *batch) -> scalar``.
       params: any pytree of floating-point arrays.
       v: a pytree with the structure, shapes and dtypes of ``params``, finite.
-      *batch: data arrays, passed to ``loss_fn`` after ``params``.
+      *batch: data arrays, passed to ``loss_fn`` after ``params``, or one :class:`analysis.Batches` (the product
+        of the weighted mean loss over its batches: the full-data mean loss's for a mean ``loss_fn``).
       microbatched: every batch array has a leading microbatch axis; the product is averaged over it.
 
     Returns:
@@ -56,13 +63,26 @@ def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched:
       Array([0., 2., 4.], dtype=float32)
     """
     check_like(v, params, same_dtype=True)
-    check_inputs(loss_fn, params, batch, microbatched=microbatched, extra={"v": v})
+    source = checked_source(loss_fn, params, batch, microbatched=microbatched, extra={"v": v})
+    if source is not None:
+        theta, unravel = flat_view(params, None)
+        flat_v = ravel_pytree(v)[0].astype(theta.dtype)
+        return unravel(source_matmat(source._run(loss_fn, params, "hvp"), None)(flat_v[None])[0])
     return _hvp_tree(loss_fn, params, v, batch, microbatched)
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "microbatched", "block", "block_size"))
 def _dense_hessian(loss_fn, params, batch, microbatched, block, block_size):
     obj = make_objective(loss_fn, params, batch, microbatched=microbatched, block=block)
+    return _hessian_rows(obj, block_size)
+
+
+def _dense_hessian_term(loss_fn, params, operand, batch, *, block, block_size):
+    """Per-batch term of a data source: that batch's whole Hessian (one pass then gives the dense Hessian)."""
+    return _hessian_rows(make_objective(loss_fn, params, batch, block=block), block_size)
+
+
+def _hessian_rows(obj, block_size):
     n = obj.theta.shape[0]
 
     def column(i):
@@ -86,7 +106,7 @@ def dense_hessian(
     memory stays at the result plus ``block_size`` products (10,000 parameters: 400 MB in float32).
 
     Args:
-      loss_fn, params, *batch, microbatched: as in :func:`hvp`.
+      loss_fn, params, *batch, microbatched: as in :func:`hvp` (with a :class:`analysis.Batches`, one pass over it).
       block: restrict to a sub-tree of parameters (e.g. ``"layers/0"``; see :func:`analysis.layer_blocks`); the
         others are held fixed. The order is then ``ravel_pytree`` of the selected leaves.
       block_size: basis vectors per vectorised batch of products.
@@ -99,9 +119,12 @@ def dense_hessian(
       Array([[ 6.,  0.],
              [ 0., 12.]], dtype=float32)
     """
-    check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     block = check_block(params, block)
     block_size = check_positive_int(block_size, "block_size")
+    if source is not None:
+        run = source._run(loss_fn, params, "dense_hessian")
+        return run.accumulate(_dense_hessian_term, None, (("block", block), ("block_size", block_size)))
     return _dense_hessian(loss_fn, params, batch, microbatched, block, block_size)
 
 

@@ -9,6 +9,9 @@ compiled function (STYLE.md rule 3), so a second call with new values of the sam
 * :func:`loss_along_direction`: a 1-D slice, e.g. along a Hessian eigenvector (see :func:`analysis.hessian_direction`).
 * :func:`loss_surface_2d`: a 2-D surface spanned by two directions, e.g. two :func:`filter_normalized_direction`
   draws (Li, Xu, Taylor, Studer & Goldstein 2018).
+
+The data may be one :class:`analysis.Batches` source: one pass over it evaluates every grid point on each batch (the
+same compiled grid, once per batch shape) and accumulates the weighted mean loss per point.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from analysis._checks import (check_bool, check_finite, check_inputs, check_key, check_like, check_params,
-                              check_positive_int)
+from analysis._checks import check_bool, check_finite, check_key, check_like, check_params, check_positive_int
+from analysis.batches import Batches, checked_source
 
 PyTree = Any
 # Grid points per vmapped chunk: a 41 x 41 grid on 1,797 digits then holds ~35 MB of activations, not ~2 GB.
@@ -32,7 +35,8 @@ DEFAULT_CHUNK = 32
 def _checked(loss_fn: Callable, params: PyTree, batch: tuple, directions: dict, grids: dict) -> list[jax.Array]:
     """Boundary checks shared by every routine: ``directions`` (name -> pytree) shaped like ``params``, ``grids``
     (name -> coefficients) non-empty and 1-D, and one finiteness check of parameters, data, directions and grids
-    that names the first bad value. Returns the grids as floating-point arrays."""
+    that names the first bad value (the data of a :class:`analysis.Batches` are checked as they are consumed).
+    Returns the grids as floating-point arrays."""
     for name, direction in directions.items():
         check_like(direction, params, name)
     arrays = {}
@@ -41,7 +45,7 @@ def _checked(loss_fn: Callable, params: PyTree, batch: tuple, directions: dict, 
         if arr.ndim != 1 or arr.shape[0] == 0:
             raise ValueError(f"{name} must be a non-empty 1-D array of coefficients; got shape {arr.shape}.")
         arrays[name] = arr if jnp.issubdtype(arr.dtype, jnp.floating) else arr.astype(jnp.result_type(float))
-    check_inputs(loss_fn, params, batch, microbatched=False, extra={**directions, **arrays})
+    checked_source(loss_fn, params, batch, microbatched=False, extra={**directions, **arrays})
     return list(arrays.values())
 
 
@@ -50,6 +54,15 @@ def _evaluate(loss_fn, params, directions: tuple, coefficients: jax.Array, batch
     time (validated here)."""
     if chunk_size is not None:
         chunk_size = min(check_positive_int(chunk_size, "chunk_size"), coefficients.shape[0])
+    if len(batch) == 1 and isinstance(batch[0], Batches):
+        run = batch[0]._run(loss_fn, params, "loss landscape")
+        return run.accumulate(_grid_term, (directions, coefficients), (("chunk_size", chunk_size),))
+    return _evaluate_grid(loss_fn, params, directions, coefficients, batch, chunk_size)
+
+
+def _grid_term(loss_fn, params, operand, batch, *, chunk_size):
+    """Per-batch term of a data source: the loss at every grid point on this batch."""
+    directions, coefficients = operand
     return _evaluate_grid(loss_fn, params, directions, coefficients, batch, chunk_size)
 
 
@@ -93,7 +106,8 @@ def loss_along_direction(
       direction: a pytree with the structure and shapes of ``params`` (not normalised here: pass a unit Hessian
         eigenvector, a :func:`filter_normalized_direction`, or ``params_b - params_a``).
       alphas: ``(m,)`` coefficients.
-      *batch: data arrays passed to ``loss_fn`` after the parameters.
+      *batch: data arrays passed to ``loss_fn`` after the parameters, or one :class:`analysis.Batches` (each value
+        is then the weighted mean over its batches: the full-data loss for a mean ``loss_fn``).
       chunk_size: grid points evaluated together by ``vmap``: memory grows with it (each point holds the activations
         of one forward pass over the batch), while chunks run one after another; None evaluates all ``m`` at once.
 

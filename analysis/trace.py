@@ -4,6 +4,10 @@ Hutchinson (1989): ``tr(H) ~ mean_i z_i^T H z_i`` over Rademacher probes (matfre
 and ``sampler_signs``). Hutch++ (Meyer, Musco, Musco & Woodruff 2021) spends a third of the products on a sketch
 ``Q = orth(H S)``, takes ``tr(Q^T H Q)`` exactly and applies Hutchinson only to the deflated remainder
 ``(I - QQ^T) H (I - QQ^T)``: with a decaying spectrum its variance is far lower at equal cost.
+
+Over a data source (:class:`analysis.Batches`) the products of independent vectors share a pass over the data:
+Hutchinson takes one pass, Hutch++ three (sketch, projection, deflated probes), with the same probes as the array
+path.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import matfree.stochtrace
 
-from analysis._checks import check_choice, check_inputs, check_key, check_positive_int
-from analysis._objective import BlockSpec, check_block, make_objective
+from analysis._checks import check_choice, check_key, check_positive_int
+from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
+from analysis.batches import checked_source
 from analysis.hessian import num_params
 
 PyTree = Any
@@ -59,6 +64,37 @@ def hutch_plus_plus(matvec: Callable, key: jax.Array, like: jax.Array, num_matve
     return top + mean, sem
 
 
+@jax.jit
+def _mean_and_error(probes, products):
+    """Hutchinson's mean and standard error from probes and their products (matfree's integrand, product given)."""
+    integrand = matfree.stochtrace.monte_carlo_trace()
+    samples = jax.vmap(lambda z, hz: integrand(lambda _: hz, z))(probes, products)
+    return jnp.mean(samples), jnp.std(samples, ddof=1) / jnp.sqrt(probes.shape[0])
+
+
+def hutchinson_stacked(matmat: Callable, key: jax.Array, like: jax.Array, num_probes: int):
+    """:func:`hutchinson` with ``matmat(Z (p, n)) -> (p, n)`` applied to all probes at once (one pass)."""
+    probes = matfree.stochtrace.sampler_signs(like, num=num_probes)(key)
+    return _mean_and_error(probes, matmat(probes))
+
+
+def hutch_plus_plus_stacked(matmat: Callable, key: jax.Array, like: jax.Array, num_matvecs: int):
+    """:func:`hutch_plus_plus` with the products of each stage in one ``matmat`` call (three passes)."""
+    sketch = num_matvecs // 3
+    rest = num_matvecs - 2 * sketch
+    k_sketch, k_probe = jax.random.split(key)
+    S = matfree.stochtrace.sampler_signs(like, num=sketch)(k_sketch)
+    Q, _ = jnp.linalg.qr(matmat(S).T)
+    top = jnp.sum(Q.T * matmat(Q.T))
+
+    def deflate(Z):  # rows of Z
+        return Z - (Z @ Q) @ Q.T
+
+    probes = matfree.stochtrace.sampler_signs(like, num=rest)(k_probe)
+    mean, sem = _mean_and_error(probes, deflate(matmat(deflate(probes))))
+    return top + mean, sem
+
+
 @functools.partial(
     jax.jit, static_argnames=("loss_fn", "num_matvecs", "method", "microbatched", "block", "batch_size")
 )
@@ -84,12 +120,13 @@ def hessian_trace(
     """Estimate ``tr(H)`` with ``num_matvecs`` Hessian-vector products, with a standard error.
 
     Args:
-      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`.
+      loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`; the data may be one
+        :class:`analysis.Batches` (one pass over it for Hutchinson, three for Hutch++).
       num_matvecs: total Hessian-vector products (Hutch++ needs at least 3 and spends them in thirds; with fewer
         than two stochastic probes no standard error exists, so Hutchinson needs at least 2, Hutch++ at least 4).
       key: PRNG key (default ``PRNGKey(0)``).
       method: ``"hutchinson"`` or ``"hutch++"``.
-      batch_size: products vectorised at a time.
+      batch_size: products vectorised at a time (per batch of a data source).
 
     Returns:
       :class:`TraceEstimate`. The estimate is unbiased; the true trace lies within 3 standard errors in about 99%
@@ -104,7 +141,7 @@ def hessian_trace(
       >>> float(hessian_trace(loss, jnp.ones(4), num_matvecs=12).estimate)
       10.0
     """
-    check_inputs(loss_fn, params, batch, microbatched=microbatched)
+    source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     method = check_choice(method, "method", METHODS)
     minimum = 2 if method == "hutchinson" else 4
     num_matvecs = check_positive_int(num_matvecs, "num_matvecs", minimum=minimum)
@@ -114,5 +151,13 @@ def hessian_trace(
     if method == "hutch++" and num_matvecs // 3 > n:
         raise ValueError(f"num_matvecs={num_matvecs}: the Hutch++ sketch of {num_matvecs // 3} exceeds n={n}.")
     key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    if source is not None:
+        theta, _ = flat_view(params, block)
+        matmat = source_matmat(source._run(loss_fn, params, "hessian_trace"), block, batch_size)
+        if method == "hutchinson":
+            est, sem = hutchinson_stacked(matmat, key, theta, num_matvecs)
+        else:
+            est, sem = hutch_plus_plus_stacked(matmat, key, theta, num_matvecs)
+        return TraceEstimate(est, sem, num_matvecs, method)
     est, sem = _hessian_trace(loss_fn, params, batch, key, num_matvecs, method, microbatched, block, batch_size)
     return TraceEstimate(est, sem, num_matvecs, method)
