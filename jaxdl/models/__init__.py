@@ -1,4 +1,5 @@
-"""Flax NNX models, one family per file; each crosses into pure code through ``split``."""
+"""Flax NNX models, one family per file; each crosses into pure code through ``split`` (parameter-only models) or
+``curvature_objective`` (BatchNorm, Dropout, any other state)."""
 
 from jaxdl.models.mlp import MLP as MLP
 from jaxdl.models.mlp import split as split
@@ -77,18 +78,23 @@ from jaxdl.models.rnn import elman_step as elman_step
 from jaxdl.models.init import initialize_mlp as initialize_mlp
 from jaxdl.models.init import init_stack as init_stack
 from jaxdl.models.init import stack as stack
+from jaxdl.models.objective import curvature_objective as curvature_objective
+from jaxdl.models.resnet import ResNet20 as ResNet20
+from jaxdl.models.transformer import TransformerBlock as TransformerBlock
+from jaxdl.models.transformer import TransformerClassifier as TransformerClassifier
 
 __all__ = [
     "AISResult", "Autoencoder", "AutoencoderFns", "BidirectionalRNN", "CellParams", "Discriminator", "DropoutMLP",
     "DropoutNet", "ESN", "ElmanCell", "EncoderDecoder", "GAN", "GANHistory", "Generator", "LIFState", "LSM", "MLP",
-    "Perceptron", "PerceptronFit", "RBM", "RBMHistory", "RBMParams", "RNN", "ReadoutStatistics", "ReservoirWeights",
-    "SequenceToVector", "SparseRows", "VAE", "VAEHistory", "VectorToSequence", "ais_log_partition", "autoencoder_split",
-    "cd_gradient", "discriminator_loss", "dropout_split", "elman_scan", "elman_step", "exact_arithmetic_mean",
-    "exact_geometric_mean", "exact_means", "fit_gan", "fit_rbm", "fit_vae", "free_energy", "gaussian_kl",
-    "generator_loss", "gibbs_chain", "init_stack", "initialize_mlp", "input_matrix", "least_squares_fit", "lif_step",
-    "log_likelihood_exact", "log_partition_exact", "memory_capacity", "monte_carlo_predict", "perceptron_fit",
-    "principal_angle_cosines", "readout_statistics", "reconstruction_error", "reparameterize", "reservoir_matrix",
-    "reservoir_step", "ridge_regression", "run_liquid", "run_reservoir", "sample_latent", "sample_predictions",
-    "solve_readout", "sparsity_penalty", "spectral_radius_dense", "split", "split_method", "stack", "state_statistics",
-    "to_dense", "weight_scaling_predict",
+    "Perceptron", "PerceptronFit", "RBM", "RBMHistory", "RBMParams", "RNN", "ReadoutStatistics", "ResNet20",
+    "ReservoirWeights", "SequenceToVector", "SparseRows", "TransformerBlock", "TransformerClassifier", "VAE",
+    "VAEHistory", "VectorToSequence", "ais_log_partition", "autoencoder_split", "cd_gradient", "curvature_objective",
+    "discriminator_loss", "dropout_split", "elman_scan", "elman_step", "exact_arithmetic_mean", "exact_geometric_mean",
+    "exact_means", "fit_gan", "fit_rbm", "fit_vae", "free_energy", "gaussian_kl", "generator_loss", "gibbs_chain",
+    "init_stack", "initialize_mlp", "input_matrix", "least_squares_fit", "lif_step", "log_likelihood_exact",
+    "log_partition_exact", "memory_capacity", "monte_carlo_predict", "perceptron_fit", "principal_angle_cosines",
+    "readout_statistics", "reconstruction_error", "reparameterize", "reservoir_matrix", "reservoir_step",
+    "ridge_regression", "run_liquid", "run_reservoir", "sample_latent", "sample_predictions", "solve_readout",
+    "sparsity_penalty", "spectral_radius_dense", "split", "split_method", "stack", "state_statistics", "to_dense",
+    "weight_scaling_predict",
 ]

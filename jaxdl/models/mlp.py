@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxdl.models.objective import _listing, non_param_state
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "tanh": jnp.tanh,
     "relu": jax.nn.relu,
@@ -45,7 +47,21 @@ class MLP(nnx.Module):
 
 
 def split(model: nnx.Module):
-    """``(apply, params)``: a pure ``apply(params, x)`` and the parameter ``State`` of an NNX model."""
+    """``(apply, params)``: a pure ``apply(params, x)`` and the parameter ``State`` of an NNX model.
+
+    Only for models whose state is all ``nnx.Param``. A model with BatchNorm statistics, RNG streams (Dropout) or
+    other variables raises ``ValueError`` pointing to :func:`jaxdl.models.curvature_objective`, which holds that
+    state fixed and asks which BatchNorm and Dropout mode to differentiate.
+    """
+    other = non_param_state(model)
+    if other:
+        kinds = sorted({type(v).__name__ for _, v in other})
+        raise ValueError(
+            f"{type(model).__name__} has state that is not nnx.Param ({_listing(other)}); split covers parameter-only "
+            f"models. For a model with {'/'.join(kinds)} use jaxdl.models.curvature_objective(model, loss, "
+            "batch_norm='running' or 'batch', dropout='off' or a key), which differentiates the nnx.Param leaves "
+            "only and holds the rest fixed."
+        )
     graphdef, params = nnx.split(model, nnx.Param)
 
     def apply(p, x):
