@@ -1,5 +1,6 @@
 """Problems to train and analyse: classification on the built-in data sets (an MLP, its softmax cross-entropy and
-accuracy, and the exact float64 Hessian of such a problem) and teacher-student regression.
+accuracy, and the exact float64 Hessian of such a problem; a ResNet-20 on the digits as images and a Transformer on
+the digits as sequences of rows) and teacher-student regression.
 
 The main job (:mod:`jaxdl.report`) trains and analyses one of these; experiments build their own the same way.
 """
@@ -7,19 +8,23 @@ The main job (:mod:`jaxdl.report`) trains and analyses one of these; experiments
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from flax import nnx
 
 import analysis
 from analysis._checks import check_number, check_positive_int
 from jaxdl import data as data_lib
-from jaxdl.models import MLP, split
+from jaxdl.models import MLP, ResNet20, TransformerClassifier, curvature_objective, split
 from jaxdl.models.init import initialize_mlp
 from jaxdl.train import accuracy, softmax_cross_entropy
+
+# The one objective a ResNet problem is trained and analysed with (see :func:`resnet_problem`).
+RESNET_BATCH_NORM = "batch"
 
 DATASETS: dict[str, Callable[..., data_lib.Dataset]] = {
     "digits": data_lib.digits,
@@ -28,13 +33,19 @@ DATASETS: dict[str, Callable[..., data_lib.Dataset]] = {
 
 
 class Problem(NamedTuple):
-    """What training and analysis share: data, the pure model and the loss."""
+    """What training and analysis share: data, the pure model and the loss.
+
+    ``layers`` groups the parameter paths into the blocks of the per-layer analysis (``{name: (leaf path, ...)}``,
+    each a valid ``block=`` of :mod:`analysis`); None means :func:`analysis.layer_blocks`, one block per NNX
+    module holding parameters.
+    """
 
     data: data_lib.Dataset
     apply: Any
     params: Any
     loss_fn: Any
     accuracy_fn: Any
+    layers: Optional[dict[str, tuple[str, ...]]] = None
 
 
 def load_dataset(dataset: str, dtype=jnp.float32) -> data_lib.Dataset:
@@ -114,3 +125,136 @@ def teacher_student(inputs: int, hidden: int, num_examples: int, seed: int, *, t
         return 0.5 * jnp.mean((apply(p, x) - y) ** 2) + 0.5 * weight_decay * decay
 
     return loss_fn, apply, params, jnp.asarray(x, dtype), jnp.asarray(y, dtype)
+
+
+def _cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+
+def _fraction_correct(logits: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.argmax(logits, axis=-1) == y)
+
+
+def _logits(logits: jax.Array) -> jax.Array:
+    return logits
+
+
+def nnx_classification_problem(model: nnx.Module, ds: data_lib.Dataset, *, batch_norm: Optional[str] = None,
+                               layers: Optional[dict[str, tuple[str, ...]]] = None) -> Problem:
+    """Softmax cross-entropy and accuracy of any NNX classifier through :func:`jaxdl.models.curvature_objective`.
+
+    Training and analysis differentiate the same function: the loss over the ``nnx.Param`` leaves with BatchNorm
+    in mode ``batch_norm`` (``"batch"``: normalised by the statistics of the batch passed in, as in training) and
+    Dropout off; the running statistics are never used or updated. ``apply``, ``loss_fn`` and ``accuracy_fn`` are
+    all evaluated in that one mode, so the loss on the test set is normalised by the test batch's statistics.
+
+    Args:
+      model: an NNX module mapping ``ds.x_*`` to logits; it is not modified.
+      ds: the data, with integer labels.
+      batch_norm: ``"batch"`` or ``"running"`` for a model with BatchNorm; None for one without.
+      layers: the blocks of the per-layer analysis (see :class:`Problem`).
+    """
+    modes = dict(batch_norm=batch_norm, dropout="off")
+    loss_fn, params = curvature_objective(model, _cross_entropy, **modes)
+    accuracy_fn, _ = curvature_objective(model, _fraction_correct, **modes)
+    apply, _ = curvature_objective(model, _logits, **modes)
+    return Problem(ds, apply, params, loss_fn, jax.jit(accuracy_fn), layers)
+
+
+def grouped_layers(params, unit: Callable[[str], tuple[int, str]]) -> dict[str, tuple[str, ...]]:
+    """The blocks of :func:`analysis.layer_blocks` (one per NNX module) merged by ``unit(module_path) ->
+    (position, name)``, ordered by position (input to output)."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for layer, paths in analysis.layer_blocks(params).items():
+        groups.setdefault(unit(layer), []).extend(paths)
+    return {name: tuple(paths) for (_, name), paths in sorted(groups.items())}
+
+
+def _resnet_unit(blocks_per_stage: int) -> Callable[[str], tuple[int, str]]:
+    """ResNet blocks: the stem (``stem`` and ``stem_bn``), each stage's residual blocks, the head."""
+
+    def unit(layer: str) -> tuple[int, str]:
+        parts = layer.split("/")
+        if parts[0] == "blocks":
+            stage = int(parts[1]) // blocks_per_stage
+            first = stage * blocks_per_stage
+            return 1 + stage, " + ".join(f"blocks/{i}" for i in range(first, first + blocks_per_stage))
+        if parts[0] in ("stem", "stem_bn"):
+            return 0, "stem + stem_bn"
+        return 4, layer
+
+    return unit
+
+
+def _transformer_unit(layer: str) -> tuple[int, str]:
+    """Transformer blocks: the embedding (``embed``, ``position``), each encoder block's attention sub-layer
+    (``norm1``, ``attention``) and MLP sub-layer (``norm2``, ``hidden``, ``output``), the head (``norm``, ``head``)."""
+    parts = layer.split("/")
+    if parts[0] == "blocks":
+        index, attention = int(parts[1]), parts[2] in ("norm1", "attention")
+        names = ("norm1", "attention") if attention else ("norm2", "hidden", "output")
+        return 1 + 2 * index + (not attention), " + ".join(f"blocks/{index}/{n}" for n in names)
+    if parts[0] in ("embed", "position"):
+        return 0, "embed + position"
+    return (1 << 30, "norm + head") if parts[0] in ("norm", "head") else (1 << 31, layer)
+
+
+def resnet_problem(dataset: str = "digits", *, width: int = 16, depth: int = 20, image_size: int = 8,
+                   upsample: str = "nearest", seed: int = 0, dtype=jnp.float32) -> Problem:
+    """A :class:`jaxdl.models.ResNet20` (one input channel) on ``dataset`` as NHWC images, trained and analysed
+    through its training-mode objective (:data:`RESNET_BATCH_NORM`, ``batch_norm="batch"``).
+
+    In that objective every BatchNorm normalises by the mean and variance of the batch the loss is given: a
+    minibatch in minibatch training, the whole set in a full-batch evaluation or analysis. It is the function SGD
+    differentiates in training, so the monitor's eq. 8.10 and the final analysis see the objective actually
+    trained; the running averages are neither used nor updated (they keep their initial values, so the deployed
+    ``model.eval()`` network is not what is analysed).
+
+    Args:
+      dataset: a key of :data:`DATASETS` (the same split as the MLP problem), as ``image_size`` square images
+        (:func:`jaxdl.data.images_from`, ``upsample`` for sizes above 8).
+      width, depth: channels of the first stage and weight layers (``6n + 2``) of the ResNet.
+      seed: the initialisation seed (``flax.nnx.Rngs(seed)``).
+      dtype: data, parameter and computation dtype.
+
+    Raises:
+      ValueError, TypeError: invalid sizes (from the data and the model).
+    """
+    ds = data_lib.images_from(load_dataset(dataset, dtype), image_size, method=upsample)
+    model = ResNet20(num_classes=ds.num_classes, in_channels=1, width=width, depth=depth, rngs=nnx.Rngs(seed),
+                     dtype=dtype)
+    problem = nnx_classification_problem(model, ds, batch_norm=RESNET_BATCH_NORM)
+    return problem._replace(layers=grouped_layers(problem.params, _resnet_unit(model.blocks_per_stage)))
+
+
+def transformer_problem(dataset: str = "digits", *, width: int = 32, num_heads: int = 4, num_blocks: int = 1,
+                        seed: int = 0, dtype=jnp.float32) -> Problem:
+    """A :class:`jaxdl.models.TransformerClassifier` on ``dataset`` as sequences of 8 image rows of 8 pixels
+    (:func:`jaxdl.data.sequences_from`), without Dropout (``dropout=0``, objective ``dropout="off"``).
+
+    Args:
+      dataset: a key of :data:`DATASETS` (the same split as the MLP problem).
+      width: the model width ``dim`` (MLP hidden width ``4 * width``), a multiple of ``num_heads``.
+      num_heads, num_blocks: attention heads and encoder blocks.
+      seed, dtype: as for :func:`resnet_problem`.
+
+    Raises:
+      ValueError, TypeError: invalid sizes (from the model).
+    """
+    ds = data_lib.sequences_from(load_dataset(dataset, dtype))
+    model = TransformerClassifier(num_classes=ds.num_classes, max_length=int(ds.x_train.shape[1]),
+                                  in_features=int(ds.x_train.shape[2]), dim=width, num_heads=num_heads,
+                                  num_blocks=num_blocks, dropout=0.0, rngs=nnx.Rngs(seed), dtype=dtype)
+    problem = nnx_classification_problem(model, ds)
+    return problem._replace(layers=grouped_layers(problem.params, _transformer_unit))
+
+
+def float64_hessian(loss_fn: Callable, params, *batch) -> np.ndarray:
+    """The dense Hessian of a float64 ``loss_fn`` at ``params`` cast exactly to float64 (floating batch arrays
+    too); call with ``jax.enable_x64``. See :func:`exact_hessian_float64` for why float64."""
+    def to64(a):
+        a = np.asarray(a)
+        return jnp.asarray(a, jnp.float64) if np.issubdtype(a.dtype, np.floating) else jnp.asarray(a)
+
+    p64 = jax.tree_util.tree_map(to64, params)
+    return np.asarray(analysis.dense_hessian(loss_fn, p64, *(to64(b) for b in batch), block_size=256))

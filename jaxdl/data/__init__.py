@@ -28,3 +28,7 @@ from jaxdl.data._sequences import delay_lines as delay_lines
 from jaxdl.data._sequences import delayed_recall as delayed_recall
 from jaxdl.data._sequences import forecasting_split as forecasting_split
 from jaxdl.data._sequences import mackey_glass as mackey_glass
+from jaxdl.data._images import digits_images as digits_images
+from jaxdl.data._images import digits_sequences as digits_sequences
+from jaxdl.data._images import images_from as images_from
+from jaxdl.data._images import sequences_from as sequences_from

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from jaxdl.report.config import load_config as load_config
     from jaxdl.report.pipeline import check_report as check_report
     from jaxdl.report.pipeline import run_report as run_report
+    from jaxdl.report.problem import analysis_batch as analysis_batch
     from jaxdl.report.problem import build_problem as build_problem
     from jaxdl.report.problem import exact_hessian as exact_hessian
     from jaxdl.report.problem import load_dataset as load_dataset
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from jaxdl.report.results import Landscape as Landscape
     from jaxdl.report.results import LayerBlock as LayerBlock
     from jaxdl.report.results import ModelSummary as ModelSummary
+    from jaxdl.report.results import NetworkSummary as NetworkSummary
     from jaxdl.report.results import ReportResults as ReportResults
     from jaxdl.report.results import SLQSummary as SLQSummary
     from jaxdl.report.results import Timing as Timing
@@ -66,13 +68,13 @@ if TYPE_CHECKING:
 _EXPORTS = {  # public name: its module in jaxdl.report
     "MAX_SEED": "config", "ReportConfig": "config", "load_config": "config",
     "check_report": "pipeline", "run_report": "pipeline",
-    "build_problem": "problem", "exact_hessian": "problem", "load_dataset": "problem",
+    "analysis_batch": "problem", "build_problem": "problem", "exact_hessian": "problem", "load_dataset": "problem",
     "ResumeError": "training", "params_fingerprint": "training", "train_with_checkpoints": "training",
     "analyse_network": "analyse",
     "Analysis": "results", "ExactLayerBlock": "results", "ExactSkipped": "results", "ExactSpectrum": "results",
     "FigureData": "results", "FinalMetrics": "results", "LanczosSummary": "results", "Landscape": "results",
-    "LayerBlock": "results", "ModelSummary": "results", "ReportResults": "results", "SLQSummary": "results",
-    "Timing": "results", "TraceSummary": "results", "TrainingHistory": "results",
+    "LayerBlock": "results", "ModelSummary": "results", "NetworkSummary": "results", "ReportResults": "results",
+    "SLQSummary": "results", "Timing": "results", "TraceSummary": "results", "TrainingHistory": "results",
     "report_captions": "figures", "report_figures": "figures", "stability_threshold": "figures",
     "page_html": "page", "summary_html": "page", "verdict_html": "page",
     "MARKER": "output", "OutputError": "output", "check_output_dir": "output", "check_report_paths": "output",

@@ -13,23 +13,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import analysis
-from jaxdl.problems import Problem
+from jaxdl.problems import RESNET_BATCH_NORM, Problem
 from jaxdl.report.config import ReportConfig
-from jaxdl.report.problem import exact_hessian
+from jaxdl.report.problem import analysis_batch, exact_hessian
 from jaxdl.report.results import (Analysis, ExactLayerBlock, ExactSkipped, ExactSpectrum, FigureData, FinalMetrics,
-                                  LanczosSummary, Landscape, LayerBlock, ModelSummary, SLQSummary, TraceSummary,
-                                  TrainingHistory)
+                                  LanczosSummary, Landscape, LayerBlock, ModelSummary, NetworkSummary, SLQSummary,
+                                  TraceSummary, TrainingHistory)
 
 
 def analyse_network(config: ReportConfig, problem: Problem, params, history: TrainingHistory, *,
                     progress: bool) -> tuple[Analysis, FigureData]:
-    """Every number of the report at the trained ``params``, and the arrays the figures need."""
-    loss_fn, ds = problem.loss_fn, problem.data
-    batch = (ds.x_train, ds.y_train)
+    """Every number of the report at the trained ``params`` (on :func:`jaxdl.report.analysis_batch`), and the
+    arrays the figures need."""
+    loss_fn = problem.loss_fn
+    batch = analysis_batch(config, problem)
     n = analysis.num_params(params)
     k = min(config.k, n // 2)
     k_eig, k_trace, k_slq, k_land = jax.random.split(jax.random.PRNGKey(config.seed), 4)
-    layers = analysis.layer_blocks(params)
+    layers = problem.layers or analysis.layer_blocks(params)
     bar = tqdm(total=6 + len(layers), desc="curvature analysis", disable=not progress)
 
     gc = analysis.gradient_curvature(loss_fn, params, *batch)
@@ -42,18 +43,20 @@ def analyse_network(config: ReportConfig, problem: Problem, params, history: Tra
     slq = analysis.spectral_density(loss_fn, params, *batch, num_matvecs=min(n, config.slq_matvecs),
                                     num_probes=config.slq_probes, key=k_slq)
     bar.update()
-    exact, H, eigenvalues = _exact_spectrum(config, params, n, k, slq)
+    exact, H, eigenvalues = _exact_spectrum(config, params, n, k, slq,
+                                            None if config.analysis_examples is None else batch)
     bar.update()
     per_layer = []
+    matvecs = (40, 30) if config.layer_matvecs is None else (config.layer_matvecs,) * 2
     for name, paths in layers.items():
-        per_layer.append(_layer_block(loss_fn, params, batch, name, paths, H, k_eig, k_trace))
+        per_layer.append(_layer_block(loss_fn, params, batch, name, paths, H, k_eig, k_trace, matvecs))
         bar.update()
     landscape, quadratic = _landscape(config, loss_fn, params, batch, gc, eigs, k_land)
     bar.update()
     bar.close()
 
     result = Analysis(
-        model=ModelSummary(config.layer_sizes(ds.num_features, ds.num_classes), n),
+        model=_model_summary(config, problem, n, int(batch[0].shape[0])),
         history=history,
         final=_final_metrics(history, gc, config.learning_rate),
         lanczos=LanczosSummary(eigs.eigenvalues, eigs.residuals, eigs.num_matvecs),
@@ -66,26 +69,56 @@ def analyse_network(config: ReportConfig, problem: Problem, params, history: Tra
     return result, _figure_data(slq, eigs, eigenvalues, quadratic)
 
 
-def _exact_spectrum(config: ReportConfig, params, n: int, k: int, slq):
+def _model_summary(config: ReportConfig, problem: Problem, n: int, analysis_examples: int):
+    """The MLP's layer widths; a network's architecture and the objective it is trained and analysed with."""
+    ds = problem.data
+    if config.model in ("mlp", "linear"):
+        return ModelSummary(config.layer_sizes(ds.num_features, ds.num_classes), n)
+    shape = [int(s) for s in ds.x_train.shape[1:]]
+    w = config.width
+    if config.model == "resnet20":
+        architecture = {"depth": config.depth, "width": w, "stage_widths": [w, 2 * w, 4 * w],
+                        "blocks_per_stage": (config.depth - 2) // 6, "image_size": config.image_size,
+                        "in_channels": 1, "upsampling": "nearest"}
+        batch_norm = RESNET_BATCH_NORM
+        objective = ("training-mode loss: mean softmax cross-entropy with every BatchNorm normalising by the mean "
+                     "and variance of the batch it is given (batch_norm='batch'; running averages unused); the "
+                     f"analysis batch is the first {analysis_examples} training examples")
+    else:
+        architecture = {"dim": w, "num_heads": config.num_heads, "num_blocks": config.depth, "mlp_dim": 4 * w,
+                        "max_length": shape[0], "in_features": shape[1], "norm": "pre-norm LayerNorm",
+                        "dropout_rate": 0.0}
+        batch_norm = None
+        objective = ("mean softmax cross-entropy of the deterministic network (no BatchNorm, Dropout off); the "
+                     f"analysis batch is the first {analysis_examples} training examples")
+    return NetworkSummary(config.model, n, architecture, shape, ds.num_classes, batch_norm, "off", objective,
+                          analysis_examples, int(ds.x_train.shape[0]))
+
+
+def _exact_spectrum(config: ReportConfig, params, n: int, k: int, slq, batch):
     """The exact spectrum (with the dense Hessian and its eigenvalues) if ``n <= dense_limit``, else why not."""
     if n > config.dense_limit:
         return ExactSkipped(False, f"n={n} exceeds dense_limit={config.dense_limit}"), None, None
-    H = exact_hessian(config, params)
+    H = exact_hessian(config, params, batch)
     eigenvalues = np.linalg.eigvalsh(0.5 * (H + H.T))
     exact = ExactSpectrum(True, "float64", analysis.condition_number(eigenvalues), float(eigenvalues.sum()),
                           eigenvalues[-k:], eigenvalues[:k], float(slq.wasserstein1(eigenvalues)))
     return exact, H, eigenvalues
 
 
-def _layer_block(loss_fn, params, batch, name: str, paths: list[str], H: Optional[np.ndarray], k_eig, k_trace):
-    """One layer's block: top eigenvalue (Lanczos on the block) and trace (Hutch++ on the block); exact where
-    the dense Hessian ``H`` is given."""
+def _layer_block(loss_fn, params, batch, name: str, paths: list[str], H: Optional[np.ndarray], k_eig, k_trace,
+                 matvecs: tuple[int, int]):
+    """One layer's block (the parameters at ``paths``): top eigenvalue (Lanczos on the block, at most
+    ``matvecs[0]`` products) and trace (Hutch++ on the block, at most ``matvecs[1]``); exact where the dense
+    Hessian ``H`` is given."""
     sizes = [int(np.size(x)) for x in jax.tree_util.tree_leaves(params)]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     index_of = {p: i for i, p in enumerate(analysis.leaf_paths(params))}
     nb = sum(sizes[index_of[p]] for p in paths)
-    top = analysis.hessian_eigs(loss_fn, params, *batch, k=1, block=name, num_matvecs=min(nb, 40), key=k_eig)
-    tr = analysis.hessian_trace(loss_fn, params, *batch, num_matvecs=min(30, 3 * nb), key=k_trace, block=name)
+    top = analysis.hessian_eigs(loss_fn, params, *batch, k=1, block=tuple(paths), num_matvecs=min(nb, matvecs[0]),
+                                key=k_eig)
+    tr = analysis.hessian_trace(loss_fn, params, *batch, num_matvecs=min(matvecs[1], 3 * nb), key=k_trace,
+                                block=tuple(paths))
     block = LayerBlock(name, nb, float(top.eigenvalues[0]), float(top.residuals[0]), float(tr.estimate),
                        float(tr.standard_error))
     if H is None:

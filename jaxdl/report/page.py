@@ -37,9 +37,16 @@ td, th {{ border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }}
 
 def summary_html(r) -> str:
     """The table of the main numbers of a :class:`jaxdl.report.ReportResults`, and the per-layer blocks."""
-    f, t = r.final, r.trace
-    rows = [
-        ("parameters", f"{r.model.num_params} ({'-'.join(map(str, r.model.sizes))})"),
+    f, t, m = r.final, r.trace, r.model
+    if hasattr(m, "sizes"):
+        rows = [("parameters", f"{m.num_params} ({'-'.join(map(str, m.sizes))})")]
+    else:
+        shape = "x".join(map(str, m.input_shape))
+        rows = [("model", html.escape(f"{m.name}: {', '.join(f'{k} {v}' for k, v in m.architecture.items())}")),
+                ("parameters", f"{m.num_params} (inputs {shape}, {m.num_classes} classes)"),
+                ("objective (training and analysis)", html.escape(m.objective)),
+                ("analysis batch", f"{m.analysis_examples} of {m.train_examples} training examples")]
+    rows += [
         ("final train / test loss", f"{f.train_loss:.4f} / {f.test_loss:.4f}"),
         ("final train / test accuracy", f"{f.train_acc:.3f} / {f.test_acc:.3f}"),
         ("g<sup>T</sup>g, g<sup>T</sup>Hg", f"{f.gTg:.4g}, {f.gTHg:.4g}"),
@@ -49,6 +56,8 @@ def summary_html(r) -> str:
                                                               np.asarray(r.lanczos.residuals)))),
     ]
     ex = r.exact
+    if not ex.computed:
+        rows.append(("exact spectrum", f"not computed: {html.escape(ex.reason)}"))
     if ex.computed:
         c = ex.condition
         rows += [

@@ -59,7 +59,7 @@ def _run(config: ReportConfig, out_dir: Path, *, progress: bool, resume: bool) -
                                             resume=resume)
     t_train = time.perf_counter() - t0
     analysis, figure_data = analyse_network(config, problem, state.params, history, progress=progress)
-    results = ReportResults(config=config, seed=config.seed, params_sha256=params_fingerprint(state.params),
+    results = ReportResults(config=config.record(), seed=config.seed, params_sha256=params_fingerprint(state.params),
                             environment=environment(), **analysis._asdict(),
                             timing_s=Timing(training=t_train, analysis=time.perf_counter() - t0 - t_train))
     return write_report(out_dir, title="jaxdl curvature report", results=results,

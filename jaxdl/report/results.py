@@ -23,8 +23,30 @@ class TrainingHistory(NamedTuple):
 
 
 class ModelSummary(NamedTuple):
+    """An MLP (or linear model): its layer widths, input to output."""
+
     sizes: list[int]
     num_params: int
+
+
+class NetworkSummary(NamedTuple):
+    """A ResNet or Transformer, and the one objective its training and analysis differentiate.
+
+    ``batch_norm`` is ``"batch"`` (every BatchNorm normalises by the statistics of the batch the loss is given:
+    the training-mode loss) or None (no BatchNorm); ``dropout`` is ``"off"``. The analysis uses the first
+    ``analysis_examples`` of the ``train_examples`` training examples as one batch.
+    """
+
+    name: str
+    num_params: int
+    architecture: dict[str, Any]
+    input_shape: list[int]
+    num_classes: int
+    batch_norm: Optional[str]
+    dropout: str
+    objective: str
+    analysis_examples: int
+    train_examples: int
 
 
 class FinalMetrics(NamedTuple):
@@ -114,7 +136,7 @@ class Landscape(NamedTuple):
 class Analysis(NamedTuple):
     """Every number of the analysis, in the order of ``results.json``."""
 
-    model: ModelSummary
+    model: Union[ModelSummary, NetworkSummary]
     history: TrainingHistory
     final: FinalMetrics
     lanczos: LanczosSummary
@@ -145,11 +167,11 @@ class Timing(NamedTuple):
 class ReportResults(NamedTuple):
     """``results.json`` of ``jaxdl report``: the settings, the environment, the :class:`Analysis` fields, timing."""
 
-    config: Any  # the ReportConfig
+    config: Any  # the ReportConfig's record (ReportConfig.record())
     seed: int
     params_sha256: str
     environment: dict[str, Any]
-    model: ModelSummary
+    model: Union[ModelSummary, NetworkSummary]
     history: TrainingHistory
     final: FinalMetrics
     lanczos: LanczosSummary

@@ -7,7 +7,6 @@ bit-identical parameters and identical report numbers (everything in training is
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -77,7 +76,7 @@ def train_with_checkpoints(config: ReportConfig, problem: Problem, ckpt_dir: Pat
     state = init_state(problem.params, optimizer)
     mstate = monitor.init(state.params, jax.random.fold_in(key, 1))
     history = empty_history()
-    config_json = history_to_json({"c": dataclasses.asdict(config)})["c"]
+    config_json = history_to_json({"c": config.record()})["c"]
     _prepare_checkpoint_dir(ckpt_dir, resume)
     ckpt = Checkpointer(ckpt_dir)
     try:
