@@ -25,6 +25,8 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from analysis._checks import leaf_paths
+from analysis._convolutions import for_backend
+from analysis.curvatures import curvature_of
 
 PyTree = Any
 BlockSpec = Union[None, str, Sequence[str], Callable[[str], bool]]
@@ -86,7 +88,7 @@ class FlatObjective(NamedTuple):
     loss: Callable[[jax.Array], jax.Array]
     grad: Callable[[jax.Array], jax.Array]
     value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]]
-    hvp: Callable[[jax.Array, jax.Array], jax.Array]
+    hvp: Callable[[jax.Array, jax.Array], jax.Array]  # C v for the loss's curvature matrix (the Hessian by default)
 
 
 def _mean_over_microbatches(fn: Callable, batch: tuple) -> Any:
@@ -122,14 +124,25 @@ def make_objective(
             treedef, [next(chosen) if m else jnp.zeros_like(leaf) for leaf, m in zip(leaves, mask)]
         )
 
-    def loss_one(th, *mb):
+    def loss_plain(th, *mb):
         return loss_fn(full_params(th), *mb)
 
-    def vg_one(th, mb):
-        return jax.value_and_grad(loss_one)(th, *mb)
+    # Each piece is traced once more with its convolutions in the layout XLA:CPU keeps fast inside loops
+    # (analysis/_convolutions.py); a loss without convolutions compiles exactly as before.
+    loss_one = for_backend(loss_plain)
 
-    def hvp_one(th, v, mb):
-        return jax.jvp(lambda t: jax.grad(loss_one)(t, *mb), (th,), (v,))[1]
+    @for_backend
+    def vg_one(th, mb):
+        return jax.value_and_grad(loss_plain)(th, *mb)
+
+    if curvature_of(loss_fn) == "hessian":
+        @for_backend
+        def hvp_one(th, v, mb):
+            return jax.jvp(lambda t: jax.grad(loss_plain)(t, *mb), (th,), (v,))[1]
+    else:  # a GGN or Fisher product of a supervised loss (analysis/curvatures.py)
+        @for_backend
+        def hvp_one(th, v, mb):
+            return loss_fn.product(full_params, th, v, *mb)
 
     if microbatched:
         def loss(th):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from analysis._objective import (BlockSpec, check_block, flat_view, make_objective, source_matmat,
                                  value_and_grad_term)
 from analysis.batches import checked_source
+from analysis.curvatures import Curvature, curvature_of, with_curvature
 
 PyTree = Any
 
@@ -57,8 +58,8 @@ def gradient_curvature_flat(obj) -> tuple[jax.Array, jax.Array, jax.Array, jax.A
 @functools.partial(jax.jit, static_argnames=("loss_fn", "microbatched", "block"))
 def _gradient_curvature(loss_fn, params, batch, microbatched, block):
     obj = make_objective(loss_fn, params, batch, microbatched=microbatched, block=block)
-    if microbatched:
-        # Accumulated gradient first, then one accumulated product with it: two passes over the data.
+    if microbatched or curvature_of(loss_fn) != "hessian":
+        # Gradient first, then one product with it (accumulated over microbatches: two passes over the data).
         loss, g = obj.value_and_grad(obj.theta)
         Hg = obj.hvp(obj.theta, g)
         gTg, gTHg = jnp.vdot(g, g), jnp.vdot(g, Hg)
@@ -76,13 +77,17 @@ def _gradient_curvature_source(run, params, block):
 
 
 def gradient_curvature(
-    loss_fn: Callable, params: PyTree, *batch: Any, microbatched: bool = False, block: BlockSpec = None
+    loss_fn: Callable, params: PyTree, *batch: Any, microbatched: bool = False, block: BlockSpec = None,
+    curvature: Curvature = "hessian",
 ) -> GradientCurvature:
     """Loss, gradient, ``g^T g`` and ``g^T H g`` from one linearisation of the gradient.
 
     Args:
       loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`; the data may be one
         :class:`analysis.Batches` (two passes over it: the gradient, then its Hessian product).
+      curvature: the matrix ``C`` of ``g^T C g`` (reported as ``gTHg``): ``"hessian"`` (default), or for a
+        :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``, ``"empirical_fisher"`` or :class:`analysis.MCFisher`
+        (see ``analysis/curvatures.py``).
 
     Returns:
       :class:`GradientCurvature`; ``.predicted_change(eps)`` gives eq. 8.10.
@@ -95,6 +100,7 @@ def gradient_curvature(
       >>> float(gc.gTg), float(gc.gTHg)
       (10.0, 28.0)
     """
+    loss_fn = with_curvature(loss_fn, curvature)
     source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     block = check_block(params, block)
     if source is not None:

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from analysis._checks import check_finite, check_key, check_number, check_positive_int
 from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
 from analysis.batches import checked_source
+from analysis.curvatures import Curvature, with_curvature
 from analysis.hessian import num_params
 from analysis.lanczos import lanczos_ritz, lanczos_ritz_stacked
 
@@ -96,7 +97,7 @@ def _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, micr
 
     def one_probe(z):
         ritz, S, _ = lanczos_ritz(lambda v: obj.hvp(theta, v), z, num_matvecs)
-        return ritz.astype(theta.dtype), (S[0, :] ** 2).astype(theta.dtype)
+        return quadrature(ritz, S[0, :], theta.dtype)
 
     # Probes run one after another (lax.map): memory stays at one Krylov basis of num_matvecs x n.
     nodes, weights = jax.lax.map(one_probe, probes)
@@ -107,7 +108,14 @@ def _spectral_density_source(run, params, key, num_matvecs, num_probes, block):
     theta, _ = flat_view(params, block)
     probes = jax.random.rademacher(key, (num_probes, theta.shape[0]), theta.dtype)  # the array path's probes
     ritz, S, _ = lanczos_ritz_stacked(source_matmat(run, block), probes, num_matvecs)
-    return ritz.astype(theta.dtype), (S[:, 0, :] ** 2).astype(theta.dtype)
+    return jax.vmap(quadrature, in_axes=(0, 0, None))(ritz, S[:, 0, :], theta.dtype)
+
+
+def quadrature(ritz: jax.Array, first_row: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+    """Gauss quadrature nodes and weights of one probe; Ritz values lost to a breakdown (NaN, see
+    :func:`analysis.lanczos.tridiagonal_eigh`) get weight 0 at node 0 (their weight is 0 in exact arithmetic)."""
+    lost = jnp.isnan(ritz)
+    return jnp.where(lost, 0, ritz).astype(dtype), jnp.where(lost, 0, first_row**2).astype(dtype)
 
 
 def spectral_density(
@@ -119,6 +127,7 @@ def spectral_density(
     key: Optional[jax.Array] = None,
     microbatched: bool = False,
     block: BlockSpec = None,
+    curvature: Curvature = "hessian",
 ) -> SpectralDensity:
     """Spectral density of the Hessian by stochastic Lanczos quadrature.
 
@@ -128,6 +137,8 @@ def spectral_density(
       num_matvecs: Lanczos steps per probe (full reorthogonalisation; at most ``n``).
       num_probes: independent Rademacher probes.
       key: PRNG key (default ``PRNGKey(0)``).
+      curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
+        ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
 
     Returns:
       :class:`SpectralDensity`; ``.density(grid, sigma)`` evaluates a smoothed density and
@@ -142,6 +153,7 @@ def spectral_density(
       >>> sd.nodes.shape
       (1, 4)
     """
+    loss_fn = with_curvature(loss_fn, curvature)
     source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
     num_probes = check_positive_int(num_probes, "num_probes")

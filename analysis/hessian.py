@@ -14,14 +14,17 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from analysis._checks import check_like, check_positive_int
+from analysis._convolutions import for_backend
 from analysis._objective import BlockSpec, block_mask, check_block, flat_view, make_objective, source_matmat
 from analysis.batches import checked_source
+from analysis.curvatures import Curvature, curvature_of, with_curvature
 
 PyTree = Any
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "microbatched"))
 def _hvp_tree(loss_fn, params, v, batch, microbatched):
+    @for_backend  # convolutions in the layout XLA:CPU keeps fast inside the microbatch scan
     def hvp_one(*mb):
         return jax.jvp(lambda p: jax.grad(loss_fn)(p, *mb), (params,), (v,))[1]
 
@@ -37,8 +40,10 @@ def _hvp_tree(loss_fn, params, v, batch, microbatched):
     return jax.tree_util.tree_map(lambda t: t / count, total)
 
 
-def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched: bool = False) -> PyTree:
-    """Hessian-vector product ``H v`` by forward-over-reverse differentiation (``jvp`` of ``grad``).
+def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched: bool = False,
+        curvature: Curvature = "hessian") -> PyTree:
+    """Hessian-vector product ``H v`` by forward-over-reverse differentiation (``jvp`` of ``grad``), or the product
+    with another curvature matrix of a supervised loss (``curvature=``).
 
     Costs about one gradient evaluation (1.2x on the digits MLP, see BENCHMARKS.md) and never forms ``H``.
 
@@ -49,6 +54,8 @@ def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched:
       *batch: data arrays, passed to ``loss_fn`` after ``params``, or one :class:`analysis.Batches` (the product
         of the weighted mean loss over its batches: the full-data mean loss's for a mean ``loss_fn``).
       microbatched: every batch array has a leading microbatch axis; the product is averaged over it.
+      curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
+        ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
 
     Returns:
       ``H v`` with the structure of ``params``.
@@ -63,12 +70,21 @@ def hvp(loss_fn: Callable, params: PyTree, v: PyTree, *batch: Any, microbatched:
       Array([0., 2., 4.], dtype=float32)
     """
     check_like(v, params, same_dtype=True)
+    loss_fn = with_curvature(loss_fn, curvature)
     source = checked_source(loss_fn, params, batch, microbatched=microbatched, extra={"v": v})
     if source is not None:
         theta, unravel = flat_view(params, None)
         flat_v = ravel_pytree(v)[0].astype(theta.dtype)
         return unravel(source_matmat(source._run(loss_fn, params, "hvp"), None)(flat_v[None])[0])
+    if curvature_of(loss_fn) != "hessian":
+        return _curvature_product_tree(loss_fn, params, v, batch, microbatched)
     return _hvp_tree(loss_fn, params, v, batch, microbatched)
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "microbatched"))
+def _curvature_product_tree(loss_fn, params, v, batch, microbatched):
+    obj = make_objective(loss_fn, params, batch, microbatched=microbatched)
+    return obj.unravel(obj.hvp(obj.theta, ravel_pytree(v)[0].astype(obj.theta.dtype)))
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "microbatched", "block", "block_size"))
@@ -99,8 +115,9 @@ def dense_hessian(
     microbatched: bool = False,
     block: BlockSpec = None,
     block_size: int = 64,
+    curvature: Curvature = "hessian",
 ) -> jax.Array:
-    """The exact ``(n, n)`` Hessian in ``jax.flatten_util.ravel_pytree`` order.
+    """The exact ``(n, n)`` Hessian (or another curvature matrix, ``curvature=``) in ``ravel_pytree`` order.
 
     Built from ``n`` Hessian-vector products against basis vectors, ``block_size`` of them vectorised at a time, so
     memory stays at the result plus ``block_size`` products (10,000 parameters: 400 MB in float32).
@@ -110,6 +127,8 @@ def dense_hessian(
       block: restrict to a sub-tree of parameters (e.g. ``"layers/0"``; see :func:`analysis.layer_blocks`); the
         others are held fixed. The order is then ``ravel_pytree`` of the selected leaves.
       block_size: basis vectors per vectorised batch of products.
+      curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
+        ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
 
     Returns:
       ``H`` with ``H[i, j] = d^2 loss / d theta_i d theta_j``.
@@ -119,6 +138,7 @@ def dense_hessian(
       Array([[ 6.,  0.],
              [ 0., 12.]], dtype=float32)
     """
+    loss_fn = with_curvature(loss_fn, curvature)
     source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     block = check_block(params, block)
     block_size = check_positive_int(block_size, "block_size")
@@ -136,10 +156,11 @@ def num_params(params: PyTree, block: BlockSpec = None) -> int:
 
 def hessian_spectrum(
     loss_fn: Callable, params: PyTree, *batch: Any, microbatched: bool = False, block: BlockSpec = None,
-    block_size: int = 64,
+    block_size: int = 64, curvature: Curvature = "hessian",
 ) -> jax.Array:
-    """All eigenvalues of the exact Hessian, ascending (``eigvalsh`` of :func:`dense_hessian`)."""
-    H = dense_hessian(loss_fn, params, *batch, microbatched=microbatched, block=block, block_size=block_size)
+    """All eigenvalues of the exact Hessian (or ``curvature``), ascending (``eigvalsh`` of :func:`dense_hessian`)."""
+    H = dense_hessian(loss_fn, params, *batch, microbatched=microbatched, block=block, block_size=block_size,
+                      curvature=curvature)
     return _eigvalsh_sym(H)
 
 

@@ -17,6 +17,7 @@ import matfree.decomp
 from analysis._checks import check_bool, check_choice, check_key, check_positive_int
 from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
 from analysis.batches import checked_source
+from analysis.curvatures import Curvature, with_curvature
 from analysis.hessian import num_params
 
 PyTree = Any
@@ -52,17 +53,40 @@ def lanczos_ritz(matvec: Callable, v0: jax.Array, num_matvecs: int) -> tuple[jax
 
 
 def tridiagonal_eigh(T: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigen-decomposition of the Lanczos matrix, in float64 when ``jax_enable_x64`` is on."""
+    """Eigen-decomposition of the Lanczos matrix, in float64 when ``jax_enable_x64`` is on.
+
+    Breakdown: when the Krylov space of the start vector is exhausted (an invariant subspace: a low-rank GGN, or
+    ``num_matvecs`` near ``n``), the next off-diagonal ``beta_j`` is rounding noise, and the vectors built from
+    normalised noise lose orthogonality (measured: ``|Q Q^T - I| = 1`` on a rank-14 GGN at 32 steps), which yields
+    spurious Ritz values above the spectrum. Only the leading block before the first ``beta_j <= tol`` is a
+    Rayleigh-Ritz projection, ``tol = 50 sqrt(m) eps ||T||``; the Ritz values of the rest are returned as NaN (their
+    vectors are the unit coordinates of the discarded block). Without a breakdown nothing changes.
+    """
+    eps = jnp.finfo(T.dtype).eps
     wide = jnp.float64 if jax.config.jax_enable_x64 else T.dtype
-    return jnp.linalg.eigh(T.astype(wide))
+    T = T.astype(wide)
+    m = T.shape[0]
+    alpha, beta = jnp.diagonal(T), jnp.diagonal(T, 1)
+    scale = jnp.max(jnp.abs(T))
+    kept = 1 + jnp.sum(jnp.cumprod(jnp.abs(beta) > 50 * jnp.sqrt(m) * eps * scale))  # size of the valid block
+    index = jnp.arange(m)
+    inside = index < kept
+    # Decouple the discarded block and move its diagonal above the spectrum, each entry distinct, so eigh returns
+    # it as unit vectors that cannot mix with the kept block's.
+    alpha = jnp.where(inside, alpha, (1 + scale) * (2 + index))
+    beta = jnp.where(index[1:] < kept, beta, 0)
+    ritz, S = jnp.linalg.eigh(jnp.diag(alpha) + jnp.diag(beta, 1) + jnp.diag(beta, -1))
+    valid = jnp.sum(jnp.where(inside[:, None], S * S, 0), axis=0) > 0.5
+    return jnp.where(valid, ritz, jnp.nan), S
 
 
 # matfree's tridiag_sym runs its recurrence in a compiled fori_loop and closure-converts the matvec into a traced
 # function, so it cannot call a product that is a Python loop over a data source (a jax.pure_callback could, but it
 # hands its inputs to the host CPU and is meant for host code, not for launching device work from inside a running
-# program). What had to be written is only the driver: the Python loop below. Each step is matfree's own full-reorthogonalisation Arnoldi step (the one tridiag_sym(
-# reortho="full") runs, pinned by matfree<0.7), fed the product computed outside, and the symmetrisation into the
-# tridiagonal matrix is matfree's too, so the array path and the source path run one algorithm.
+# program). What had to be written is only the driver: the Python loop below. Each step is matfree's own
+# full-reorthogonalisation Arnoldi step (the one tridiag_sym(reortho="full") runs, pinned by matfree<0.7), fed the
+# product computed outside, and the symmetrisation into the tridiagonal matrix is matfree's too, so the array path and
+# the source path run one algorithm; the breakdown handling of tridiagonal_eigh applies to both.
 @functools.partial(jax.jit, donate_argnums=(0, 1))
 def _arnoldi_steps(Q, H, v, length, Hu, idx):
     """One step for each of a stack of recurrences; returns the state and the next unit vector to multiply."""
@@ -102,15 +126,19 @@ def lanczos_ritz_stacked(matmat: Callable, V0: jax.Array, num_matvecs: int):
 
 
 def select_indices(m: int, k: int, which: str, ritz: jax.Array) -> jax.Array:
-    """Indices into ascending Ritz values for the requested end(s) of the spectrum, in ascending value order."""
+    """Indices into Ritz values (ascending, NaN after a breakdown, see :func:`tridiagonal_eigh`) for the requested
+    end(s) of the spectrum, in ascending value order; a NaN is chosen only when fewer than ``k`` values exist."""
+    lost = jnp.isnan(ritz)
+    largest = jnp.argsort(jnp.where(lost, -jnp.inf, ritz))[m - k:]
+    smallest = jnp.argsort(jnp.where(lost, jnp.inf, ritz))[:k]
     if which == "largest":
-        return jnp.arange(m - k, m)
+        return largest
     if which == "smallest":
-        return jnp.arange(k)
+        return smallest
     if which == "both":
-        return jnp.concatenate([jnp.arange(k), jnp.arange(m - k, m)])
-    idx = jnp.argsort(-jnp.abs(ritz))[:k]
-    return idx[jnp.argsort(ritz[idx])]
+        return jnp.concatenate([smallest, largest])
+    idx = jnp.argsort(-jnp.where(lost, -1, jnp.abs(ritz)))[:k]
+    return idx[jnp.argsort(jnp.where(lost[idx], -jnp.inf, ritz[idx]))]
 
 
 @functools.partial(
@@ -168,6 +196,7 @@ def hessian_eigs(
     return_vectors: bool = False,
     microbatched: bool = False,
     block: BlockSpec = None,
+    curvature: Curvature = "hessian",
 ) -> HessianEigs:
     """Extreme eigenvalues of the Hessian of ``loss_fn`` at ``params``, with residual norms.
 
@@ -183,6 +212,8 @@ def hessian_eigs(
       num_matvecs: Krylov dimension; default ``min(n, max(3 k', k' + 60))`` with ``k'`` the number of pairs.
       key: PRNG key of the random start vector (default ``PRNGKey(0)``); same key, same bits.
       return_vectors: also return unit eigenvectors as params-shaped pytrees with a leading ``k`` axis.
+      curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
+        ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
 
     Returns:
       :class:`HessianEigs` sorted ascending.
@@ -197,6 +228,7 @@ def hessian_eigs(
       >>> hessian_eigs(loss, jnp.ones(4), jnp.arange(1.0, 5.0), k=2).eigenvalues
       Array([3., 4.], dtype=float32)
     """
+    loss_fn = with_curvature(loss_fn, curvature)
     source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     which = check_choice(which, "which", WHICH)
     k = check_positive_int(k, "k")

@@ -22,6 +22,7 @@ import matfree.stochtrace
 from analysis._checks import check_choice, check_key, check_positive_int
 from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
 from analysis.batches import checked_source
+from analysis.curvatures import Curvature, with_curvature
 from analysis.hessian import num_params
 
 PyTree = Any
@@ -116,6 +117,7 @@ def hessian_trace(
     microbatched: bool = False,
     block: BlockSpec = None,
     batch_size: int = 8,
+    curvature: Curvature = "hessian",
 ) -> TraceEstimate:
     """Estimate ``tr(H)`` with ``num_matvecs`` Hessian-vector products, with a standard error.
 
@@ -127,6 +129,8 @@ def hessian_trace(
       key: PRNG key (default ``PRNGKey(0)``).
       method: ``"hutchinson"`` or ``"hutch++"``.
       batch_size: products vectorised at a time (per batch of a data source).
+      curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
+        ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
 
     Returns:
       :class:`TraceEstimate`. The estimate is unbiased; the true trace lies within 3 standard errors in about 99%
@@ -141,6 +145,7 @@ def hessian_trace(
       >>> float(hessian_trace(loss, jnp.ones(4), num_matvecs=12).estimate)
       10.0
     """
+    loss_fn = with_curvature(loss_fn, curvature)
     source = checked_source(loss_fn, params, batch, microbatched=microbatched)
     method = check_choice(method, "method", METHODS)
     minimum = 2 if method == "hutchinson" else 4

@@ -1,5 +1,6 @@
 """Convolutions inside compiled loops on XLA:CPU: one Hessian-vector product of a small conv net dispatched alone,
-inside ``lax.fori_loop`` (as Krylov methods run it), and inside an unrolled loop.
+inside ``lax.fori_loop`` (as Krylov methods run it), inside an unrolled loop, and inside ``lax.fori_loop`` with the
+convolutions rewritten by analysis (``analysis/_convolutions.py``, what every analysis routine does on CPU).
 
 Usage: python benchmarks/conv_loop.py [--json PATH] [--repeats N]
 Prints seconds per product and writes JSON. Asserts nothing about speed.
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis._convolutions import canonical_convolutions  # noqa: E402
 from jaxdl.report import environment  # noqa: E402
 from jaxdl.timing import median_time  # noqa: E402
 
@@ -42,15 +44,18 @@ def main() -> None:
     def hvp(v, w, x):
         return jax.jvp(lambda p: jax.grad(loss)(p, x), (w,), (v,))[1]
 
-    def loop(unroll):
+    def loop(unroll, product=hvp):
         def run(v, w, x):
-            return jax.lax.fori_loop(0, PRODUCTS, lambda i, u: hvp(u, w, x) / jnp.linalg.norm(u), v, unroll=unroll)
+            return jax.lax.fori_loop(0, PRODUCTS, lambda i, u: product(u, w, x) / jnp.linalg.norm(u), v,
+                                     unroll=unroll)
         return jax.jit(run)
 
     v = jnp.ones_like(w)
     rows = {"alone": median_time(jax.jit(hvp), v, w, x, repeats=args.repeats),
             "fori_loop": median_time(loop(False), v, w, x, repeats=args.repeats) / PRODUCTS,
-            "fori_loop_unrolled": median_time(loop(True), v, w, x, repeats=args.repeats) / PRODUCTS}
+            "fori_loop_unrolled": median_time(loop(True), v, w, x, repeats=args.repeats) / PRODUCTS,
+            "fori_loop_rewritten": median_time(loop(False, canonical_convolutions(hvp)), v, w, x,
+                                               repeats=args.repeats) / PRODUCTS}
     for name, t in rows.items():
         print(f"{name:>20}: {t * 1e3:8.2f} ms per product ({t / rows['alone']:.1f}x alone)")
     out = {"seconds_per_product": rows, "loadavg": os.getloadavg(), "environment": environment()}

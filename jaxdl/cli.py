@@ -93,6 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--checkpoint-every", dest="checkpoint_every", type=_positive_int,
                      help="checkpoint interval in steps (default 100)")
     rep.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    rep.add_argument("--width", type=_positive_int, help="resnet20: channels of the first stage (default 8); "
+                     "transformer: model width (default 32)")
+    rep.add_argument("--depth", type=_positive_int, help="resnet20: weight layers, 6n+2 (default 20); transformer: "
+                     "encoder blocks (default 1)")
+    rep.add_argument("--num-heads", dest="num_heads", type=_positive_int, help="transformer: attention heads "
+                     "(default 4)")
+    rep.add_argument("--image-size", dest="image_size", type=_positive_int, help="resnet20: side of the square "
+                     "digit images (default 8)")
+    rep.add_argument("--analysis-examples", dest="analysis_examples", type=_positive_int,
+                     help="analyse the curvature on the first N training examples (default: resnet20 128, "
+                          "transformer 512, mlp all)")
+    rep.add_argument("--layer-matvecs", dest="layer_matvecs", type=_positive_int,
+                     help="Lanczos steps of each per-layer Hessian block")
     rep.add_argument("--seed", type=_seed, help="PRNG seed (default 0)")
     rep.add_argument("--float64", action="store_true", default=None, help="run everything in float64")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -126,7 +139,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 REPORT_FLAGS = ("model", "hidden", "activation", "dataset", "optimizer", "learning_rate", "momentum", "clip_norm",
-                "steps", "batch_size", "monitor_every", "eval_every", "checkpoint_every", "seed", "float64")
+                "steps", "batch_size", "monitor_every", "eval_every", "checkpoint_every", "seed", "float64", "width",
+                "depth", "num_heads", "image_size", "analysis_examples", "layer_matvecs")
 
 
 def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -175,6 +175,10 @@ def test_a_report_folder_jaxdl_wrote_is_marked_and_replaced(user_folder):
     (["--steps", "0"], "--steps: 0 is invalid; expected a positive integer"),
     (["--batch-size", "100000"], "batch_size=100000 is invalid; the training set of dataset 'digits' has 1347"),
     (["--optimizer", "lbfgs"], "optimizer='lbfgs' is unknown"),
+    (["--width", "8"], "width=8 is invalid for model='mlp'"),
+    (["--model", "transformer", "--width", "6"], "multiple of num_heads"),
+    (["--model", "resnet20", "--num-heads", "2"], "num_heads=2 is invalid for model='resnet20'"),
+    (["--depth", "0"], "--depth: 0 is invalid; expected a positive integer"),
 ])
 def test_bad_flags_exit_2_naming_the_setting(user_folder, capsys, flags, says):
     user_folder.allow("rep")

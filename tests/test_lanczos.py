@@ -108,3 +108,24 @@ def test_runs_inside_user_jit_with_closed_over_data():
         return analysis.hessian_eigs(loss, p, a, b, k=1, num_matvecs=40).eigenvalues
 
     np.testing.assert_allclose(np.asarray(top(params)), [SPECTRUM.max()], rtol=1e-5)
+
+
+def test_exhausted_krylov_space_gives_exact_values_and_nan_for_the_rest():
+    """A rank-2 Hessian in 6 dimensions has 3 distinct eigenvalues (two and 0), so the Krylov space of any start
+    vector has dimension 3. Running all 6 steps must still give the exact top pair (no spurious value from vectors
+    that lost orthogonality), and asking for 4 must return NaN for the one Lanczos cannot see, not a number."""
+    with jax.enable_x64(True):
+        a, b = jnp.array([1.0, 2.0, 0.0, 1.0, 0.0, 3.0]), jnp.array([0.0, 1.0, 1.0, -1.0, 2.0, 0.0])
+
+        def loss(w):
+            return 0.5 * (jnp.dot(a, w) ** 2 + 3.0 * jnp.dot(b, w) ** 2)
+
+        exact = np.linalg.eigvalsh(np.outer(a, a) + 3 * np.outer(b, b))
+        eigs = analysis.hessian_eigs(loss, jnp.ones(6), k=2, num_matvecs=6)
+        np.testing.assert_allclose(np.asarray(eigs.eigenvalues), exact[-2:], rtol=1e-12)
+        four = analysis.hessian_eigs(loss, jnp.ones(6), k=4, num_matvecs=6)
+        values = np.asarray(four.eigenvalues)
+        assert np.isnan(values[0]) and np.isnan(np.asarray(four.residuals)[0])
+        np.testing.assert_allclose(values[1:], [0.0, *exact[-2:]], atol=1e-10)
+        sd = analysis.spectral_density(loss, jnp.ones(6), num_matvecs=6)
+        assert np.all(np.isfinite(np.asarray(sd.nodes))) and abs(float(jnp.sum(sd.weights)) - 1) < 1e-12

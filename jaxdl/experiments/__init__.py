@@ -43,5 +43,6 @@ from jaxdl.experiments import cliffs as cliffs  # noqa: F401
 from jaxdl.experiments import inexact_gradients as inexact_gradients  # noqa: F401
 from jaxdl.experiments import initialization as initialization  # noqa: F401
 from jaxdl.experiments import landscapes as landscapes  # noqa: F401
+from jaxdl.experiments import influence as influence  # noqa: F401
 
 __all__ = ["EXPERIMENTS", "Experiment", "ExperimentResult", "Verdict", "experiment", "get_experiment"]
