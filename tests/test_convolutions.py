@@ -5,7 +5,6 @@ product of a small conv net. Tolerances: float32 5e-6 relative to the largest en
 after the rewrite, no convolution in the compiled Lanczos loop has a layout other than ``b01f_01io->b01f``.
 """
 
-import itertools
 import re
 
 import jax
