@@ -18,6 +18,12 @@ def inner_jaxpr(eqn: Any) -> Any:
     return eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
 
 
+def bind(eqn: Any, inputs: list) -> Any:
+    """The equation's primitive applied to ``inputs``, in the equation's context (one output or a list)."""
+    with eqn.ctx.manager:
+        return eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
+
+
 def evaluate(jaxpr: Any, consts: list, args: list, visit: Visit) -> list:
     """Evaluate ``jaxpr`` on ``args``; ``visit`` sees every equation outside nested calls (which are inlined) and
     returns its outputs, or None for the primitive's own evaluation. Equations inside other higher-order primitives
@@ -37,8 +43,7 @@ def evaluate(jaxpr: Any, consts: list, args: list, visit: Visit) -> list:
         else:
             outputs = visit(eqn, inputs)
             if outputs is None:
-                with eqn.ctx.manager:
-                    outputs = eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
+                outputs = bind(eqn, inputs)
                 if not eqn.primitive.multiple_results:
                     outputs = [outputs]
         env.update(zip(eqn.outvars, outputs))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.extend.core import primitives
 
 from analysis._checks import leaf_paths
-from analysis._jaxpr import equations, evaluate
+from analysis._jaxpr import bind, equations, evaluate
 from analysis._objective import layer_blocks
 from analysis.curvatures import SupervisedLoss
 
@@ -113,10 +113,6 @@ def kfac_factors(loss: SupervisedLoss, params: PyTree, x: Any, y: Any) -> dict[s
                          "predict_fn; K-FAC has nothing to factor.")
     args = [*leaves, *jax.tree_util.tree_leaves(x)]
     recorded: dict = {}
-
-    def bind(eqn, inputs):
-        with eqn.ctx.manager:
-            return eqn.primitive.bind(*inputs, **eqn.primitive.get_bind_params(eqn.params))
 
     def record(eqn, inputs):
         if id(eqn) not in layers:

@@ -40,10 +40,9 @@ class SolveResult(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "rtol", "atol", "microbatched", "block", "max_steps"))
-def _solve(loss_fn, params, b, batch, damping, rtol, atol, microbatched, block, max_steps):
+def _solve(loss_fn, params, rhs, batch, damping, rtol, atol, microbatched, block, max_steps):
+    """``rhs`` is the flat right-hand side of the block, in the order of the block's flat parameters."""
     obj = make_objective(loss_fn, params, batch, microbatched=microbatched, block=block)
-    leaves = jax.tree_util.tree_leaves(b)
-    rhs, _ = ravel_pytree([leaf for leaf, m in zip(leaves, block_mask(params, block)) if m])
 
     def apply(v):
         return obj.hvp(obj.theta, v) + damping * v
@@ -114,4 +113,4 @@ def curvature_solve(
     if not bool(jnp.any(rhs != 0)):
         raise ValueError("b is zero (in the selected block); the solution is zero and the relative residual is "
                          "undefined.")
-    return SolveResult(*_solve(loss_fn, params, b, batch, damping, rtol, atol, microbatched, block, max_steps))
+    return SolveResult(*_solve(loss_fn, params, rhs, batch, damping, rtol, atol, microbatched, block, max_steps))
