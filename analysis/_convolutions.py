@@ -4,8 +4,8 @@ XLA:CPU calls its fast (Eigen) convolution only for one layout, batch-spatial-fe
 and batch-spatial-feature output (NHWC / HWIO / NHWC). Any other dimension order is rewritten into that one with
 explicit transposes by a compiler pass that visits the entry computation only; a convolution inside a ``while`` body
 is left as it is and falls back to a naive loop kernel. Reverse-mode differentiation produces exactly such
-convolutions (the kernel gradient contracts over the batch, ``f01b_i01o->01bf``), and every Krylov method (matfree's
-Lanczos, the trace and density estimators, microbatch scans) runs its Hessian-vector products inside loops: measured
+convolutions (the kernel gradient contracts over the batch, ``f01b_i01o->01bf``), and every Krylov method
+(Lanczos, the trace and density estimators, microbatch scans) runs its Hessian-vector products inside loops: measured
 with ``python benchmarks/conv_loop.py``, a convolutional HVP costs ~20-40x more inside ``lax.fori_loop`` than alone.
 
 :func:`canonical_convolutions` re-traces a function and writes every convolution in the canonical order with the

@@ -5,6 +5,11 @@ from ``num_matvecs`` Lanczos steps: nodes are the Ritz values, weights the squar
 vectors. The average over probes is an unbiased estimate of the empirical spectral measure
 ``(1/n) sum_i delta_{lambda_i}`` (for the moments up to degree ``2 num_matvecs - 1``).
 
+Probes run ``batch_size`` at a time as one vectorised recurrence (``vmap``): each Lanczos step multiplies the Hessian
+with a block of ``batch_size`` vectors, one pass through the network for all of them, so ten probes cost far less
+than ten single-probe runs (``python benchmarks/probes.py``). Each probe's recurrence is unchanged: the same key
+gives the same probes whatever ``batch_size`` is, and the same nodes and weights up to rounding.
+
 Over a data source (:class:`analysis.Batches`) the probes' recurrences run in lockstep from the host, so each of the
 ``num_matvecs`` passes over the data serves every probe (memory: ``num_probes`` Krylov bases).
 """
@@ -89,8 +94,19 @@ def wasserstein1_discrete(x: jax.Array, wx: jax.Array, y: jax.Array, wy: jax.Arr
     return jnp.sum(jnp.abs(cdf_x - cdf_y)[:-1] * jnp.diff(points))
 
 
-@functools.partial(jax.jit, static_argnames=("loss_fn", "num_matvecs", "num_probes", "microbatched", "block"))
-def _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, microbatched, block):
+# Default ``batch_size``: as many probes at once as keep their Krylov bases within this many bytes.
+BASIS_BUDGET_BYTES = 2**30
+
+
+def default_probe_batch(num_probes: int, num_matvecs: int, n: int, itemsize: int) -> int:
+    """Probes per vectorised block: all of them while their ``num_matvecs x n`` bases fit in
+    :data:`BASIS_BUDGET_BYTES`, else as many as fit, at least one."""
+    return max(1, min(num_probes, BASIS_BUDGET_BYTES // (num_matvecs * n * itemsize)))
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_matvecs", "num_probes", "microbatched", "block",
+                                             "batch_size"))
+def _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, microbatched, block, batch_size):
     obj = make_objective(loss_fn, params, batch, microbatched=microbatched, block=block)
     theta = obj.theta
     probes = jax.random.rademacher(key, (num_probes, theta.shape[0]), theta.dtype)
@@ -99,9 +115,9 @@ def _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, micr
         ritz, S, _ = lanczos_ritz(lambda v: obj.hvp(theta, v), z, num_matvecs)
         return quadrature(ritz, S[0, :], theta.dtype)
 
-    # Probes run one after another (lax.map): memory stays at one Krylov basis of num_matvecs x n.
-    nodes, weights = jax.lax.map(one_probe, probes)
-    return nodes, weights
+    # batch_size probes per vectorised block (block Hessian products), the blocks one after another: memory holds
+    # batch_size Krylov bases of num_matvecs x n.
+    return jax.lax.map(one_probe, probes, batch_size=batch_size)
 
 
 def _spectral_density_source(run, params, key, num_matvecs, num_probes, block):
@@ -128,6 +144,7 @@ def spectral_density(
     microbatched: bool = False,
     block: BlockSpec = None,
     curvature: Curvature = "hessian",
+    batch_size: Optional[int] = None,
 ) -> SpectralDensity:
     """Spectral density of the Hessian by stochastic Lanczos quadrature.
 
@@ -139,13 +156,18 @@ def spectral_density(
       key: PRNG key (default ``PRNGKey(0)``).
       curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
         ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
+      batch_size: probes vectorised together (block products; memory of ``batch_size`` Krylov bases). Default: all
+        probes while their bases total at most 1 GiB (:data:`BASIS_BUDGET_BYTES`), else as many as fit. ``1`` runs
+        the probes one after another. Results do not depend on it beyond rounding. Over a data source all probes
+        run in lockstep and ``batch_size`` is not used.
 
     Returns:
       :class:`SpectralDensity`; ``.density(grid, sigma)`` evaluates a smoothed density and
       ``.wasserstein1(exact_eigenvalues)`` measures the distance to an exact spectrum.
 
     Raises:
-      ValueError / TypeError: ``num_matvecs`` or ``num_probes`` below 1, ``num_matvecs > n``, a ``block`` that
+      ValueError / TypeError: ``num_matvecs``, ``num_probes`` or ``batch_size`` below 1, ``num_matvecs > n``, a
+        ``block`` that
         selects nothing, a ``key`` that is not one PRNG key, invalid inputs (see :func:`analysis.hvp`).
 
     Example:
@@ -162,8 +184,18 @@ def spectral_density(
     if num_matvecs > n:
         raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
     key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    if batch_size is None:
+        batch_size = default_probe_batch(num_probes, num_matvecs, n, _itemsize(params))
+    batch_size = check_positive_int(batch_size, "batch_size")
     if source is not None:
         run = source._run(loss_fn, params, "spectral_density")
         return SpectralDensity(*_spectral_density_source(run, params, key, num_matvecs, num_probes, block))
-    nodes, weights = _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, microbatched, block)
+    nodes, weights = _spectral_density(loss_fn, params, batch, key, num_matvecs, num_probes, microbatched, block,
+                                       batch_size)
     return SpectralDensity(nodes, weights)
+
+
+def _itemsize(params: PyTree) -> int:
+    """Bytes per entry of the flat parameter vector (the widest floating leaf's)."""
+    return max((jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree_util.tree_leaves(params)
+                if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating)), default=4)

@@ -1,8 +1,27 @@
-"""Extreme Hessian eigenpairs by Lanczos with full reorthogonalisation (matfree ``tridiag_sym``).
+"""Extreme Hessian eigenpairs by Lanczos with full reorthogonalisation, on a row-major Krylov basis.
 
-Over a data source (:class:`analysis.Batches`) each Hessian-vector product is a pass over the data driven from
-Python, which matfree's compiled loop cannot call: :func:`lanczos_ritz_stacked` runs the same recurrence from the
-host, one compiled matfree step per product.
+The recurrence. Step ``j`` multiplies the unit vector ``q_j``, takes ``alpha_j = q_j^T H q_j``, subtracts
+``alpha_j q_j + beta_{j-1} q_{j-1}`` (the three-term recurrence) and then reorthogonalises the remainder against
+every stored basis vector once (classical Gram-Schmidt), folding the tiny correction of ``q_j`` into ``alpha_j``;
+``beta_j`` is the length of what is left and ``q_{j+1}`` its direction. The Ritz values are the eigenvalues of the
+tridiagonal matrix of the ``alpha`` and ``beta`` (:func:`tridiagonal_eigh`, which also handles a breakdown).
+
+Why not matfree's ``tridiag_sym`` (which this module used before, and whose step the source path used): matfree keeps
+the basis as an ``(n, k)`` matrix and runs Gram-Schmidt twice against all ``k`` columns, zeros included, at every
+step, four full reads of the basis per product. Measured, that cost 2.91x the Hessian-vector products alone at 46.2M
+parameters on an H200 and 5.6x at 26k parameters on the 2-core CPU (``BENCHMARKS.md``). Here the basis is ``(k, n)``,
+row ``j`` is one contiguous write, and the reorthogonalisation reads only the rows filled so far, ``ROWS`` at a time
+in a loop whose trip count grows with ``j``: two reads of the filled part per step, about a quarter of matfree's
+traffic over a run. The three-term recurrence before it leaves only rounding to remove, so one pass suffices; the
+tests check orthogonality and the spectra against dense ``eigh``.
+
+The basis can be laid out over devices (``basis_sharding``, a ``NamedSharding`` of the ``(k, n)`` array, usually
+over the parameter axis ``n``) so a model whose basis does not fit one device's memory still runs; the products over
+the rows then end in one all-reduce of ``ROWS`` numbers per block.
+
+Over a data source (:class:`analysis.Batches`) each product is a pass over the data driven from Python, which a
+compiled loop cannot call: :func:`lanczos_ritz_stacked` runs the same step (:func:`lanczos_step`) from the host, one
+compiled step per product, for a stack of start vectors in lockstep.
 """
 
 from __future__ import annotations
@@ -12,7 +31,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import matfree.decomp
 
 from analysis._checks import check_bool, check_choice, check_key, check_positive_int
 from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
@@ -22,6 +40,7 @@ from analysis.hessian import num_params
 
 PyTree = Any
 WHICH = ("largest", "smallest", "both", "magnitude")
+ROWS = 8  # basis rows per block of the reorthogonalisation loop
 
 
 class HessianEigs(NamedTuple):
@@ -41,15 +60,84 @@ class HessianEigs(NamedTuple):
     num_matvecs: int
 
 
-def lanczos_ritz(matvec: Callable, v0: jax.Array, num_matvecs: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Ritz values (ascending), their coordinate vectors in the Krylov basis, and the basis rows ``Q (m, n)``.
+class LanczosState(NamedTuple):
+    """The recurrence after some steps: basis rows ``Q (rows, n)`` (rows past the next one are zero),
+    ``alpha (m,)`` and ``beta (m,)`` (``beta[j]`` couples ``q_j`` and ``q_{j+1}``)."""
+
+    Q: jax.Array
+    alpha: jax.Array
+    beta: jax.Array
+
+
+def lanczos_init(v0: jax.Array, num_matvecs: int, basis_sharding: Any = None) -> LanczosState:
+    """The state before step 0: ``q_0 = v0 / ||v0||`` in row 0 of a zero basis of ``num_matvecs + 1`` rows (the last
+    receives the direction of the final remainder; padded to a multiple of :data:`ROWS`), laid out by
+    ``basis_sharding`` when one is given."""
+    rows = -(-(num_matvecs + 1) // ROWS) * ROWS
+    Q = jnp.zeros((rows, v0.shape[0]), v0.dtype)
+    if basis_sharding is not None:
+        Q = jax.lax.with_sharding_constraint(Q, basis_sharding)
+    Q = Q.at[0].set(v0 / jnp.linalg.norm(v0))
+    zeros = jnp.zeros((num_matvecs,), v0.dtype)
+    return LanczosState(Q, zeros, zeros)
+
+
+def _reorthogonalise(Q: jax.Array, w: jax.Array, filled: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``w - Q_f^T (Q_f w)`` over the first ``filled`` rows ``Q_f`` of ``Q`` (read :data:`ROWS` at a time; the
+    blocks past ``filled`` are never read) and the coefficients ``Q_f w`` (zero past ``filled``)."""
+
+    def block(i, carry):
+        w_out, coef = carry
+        rows = jax.lax.dynamic_slice_in_dim(Q, i * ROWS, ROWS)
+        c = rows @ w
+        return w_out - c @ rows, jax.lax.dynamic_update_slice_in_dim(coef, c, i * ROWS, 0)
+
+    blocks = (filled + ROWS - 1) // ROWS
+    return jax.lax.fori_loop(0, blocks, block, (w, jnp.zeros(Q.shape[0], w.dtype)))
+
+
+def lanczos_step(state: LanczosState, w: jax.Array, j: Any) -> LanczosState:
+    """Step ``j`` given ``w = H q_j``: ``alpha_j``, ``beta_j`` and the next basis row ``q_{j+1}``. A zero remainder
+    (an exact breakdown) leaves ``q_{j+1} = 0`` rather than dividing by zero."""
+    Q, alpha, beta = state
+    q = Q[j]
+    a = jnp.vdot(q, w)
+    w = w - a * q - jnp.where(j > 0, beta[j - 1], 0) * Q[jnp.maximum(j - 1, 0)]
+    w, coef = _reorthogonalise(Q, w, j + 1)
+    b = jnp.linalg.norm(w)
+    alpha = alpha.at[j].set(a + coef[j])
+    beta = beta.at[j].set(b)
+    Q = Q.at[j + 1].set(jnp.where(b > 0, w / jnp.where(b > 0, b, 1), 0))
+    return LanczosState(Q, alpha, beta)
+
+
+def lanczos_tridiagonal(state: LanczosState) -> jax.Array:
+    """The ``m x m`` symmetric tridiagonal Lanczos matrix."""
+    alpha, beta = state.alpha, state.beta[:-1]
+    return jnp.diag(alpha) + jnp.diag(beta, 1) + jnp.diag(beta, -1)
+
+
+def lanczos_ritz(matvec: Callable, v0: jax.Array, num_matvecs: int, basis_sharding: Any = None
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Ritz values (ascending), their coordinate vectors in the Krylov basis, and the basis rows ``Q (m, n)``, from
+    ``num_matvecs`` products in one compiled loop.
 
     The small tridiagonal eigenproblem runs in float64 when ``jax_enable_x64`` is on.
     """
-    decompose = matfree.decomp.tridiag_sym(num_matvecs, reortho="full", materialize=True, custom_vjp=False)
-    Q, T, *_ = decompose(matvec, v0)
-    ritz, S = tridiagonal_eigh(T)
-    return ritz, S, Q
+    state = lanczos_decompose(matvec, v0, num_matvecs, basis_sharding)
+    ritz, S = tridiagonal_eigh(lanczos_tridiagonal(state))
+    return ritz, S, state.Q[:num_matvecs]
+
+
+def lanczos_decompose(matvec: Callable, v0: jax.Array, num_matvecs: int, basis_sharding: Any = None
+                      ) -> LanczosState:
+    """The state after ``num_matvecs`` steps from ``v0`` in one compiled loop (``beta[-1]`` is the length of the
+    final remainder, ``Q[num_matvecs]`` its direction)."""
+
+    def step(j, state):
+        return lanczos_step(state, matvec(state.Q[j]), j)
+
+    return jax.lax.fori_loop(0, num_matvecs, step, lanczos_init(v0, num_matvecs, basis_sharding))
 
 
 def tridiagonal_eigh(T: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -80,31 +168,15 @@ def tridiagonal_eigh(T: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.where(valid, ritz, jnp.nan), S
 
 
-# matfree's tridiag_sym runs its recurrence in a compiled fori_loop and closure-converts the matvec into a traced
-# function, so it cannot call a product that is a Python loop over a data source (a jax.pure_callback could, but it
-# hands its inputs to the host CPU and is meant for host code, not for launching device work from inside a running
-# program). What had to be written is only the driver: the Python loop below. Each step is matfree's own
-# full-reorthogonalisation Arnoldi step (the one tridiag_sym(reortho="full") runs, pinned by matfree<0.7), fed the
-# product computed outside, and the symmetrisation into the tridiagonal matrix is matfree's too, so the array path and
-# the source path run one algorithm; the breakdown handling of tridiagonal_eigh applies to both.
-@functools.partial(jax.jit, donate_argnums=(0, 1))
-def _arnoldi_steps(Q, H, v, length, Hu, idx):
-    """One step for each of a stack of recurrences; returns the state and the next unit vector to multiply."""
-
-    def one(Q, H, v, length, Hu):
-        return matfree.decomp._hessenberg_forward_step(Q, H, v, length, lambda _: Hu, idx=idx, reortho="full")
-
-    Q, H, v, length = jax.vmap(one)(Q, H, v, length, Hu)
-    return Q, H, v, length, v / length[:, None]
+@functools.partial(jax.jit, donate_argnums=(0,))
+def _stacked_step(state, W, j):
+    """One step of each recurrence of a stack, given the products ``W (p, n)`` of the current rows."""
+    return jax.vmap(lanczos_step, in_axes=(0, 0, None))(state, W, j)
 
 
 @jax.jit
-def _stacked_ritz(H):
-    def one(H):
-        T = 0.5 * (H + H.T)
-        return tridiagonal_eigh(matfree.decomp._todense_tridiag_sym(jnp.diagonal(T), jnp.diagonal(T, 1)))
-
-    return jax.vmap(one)(H)
+def _stacked_ritz(state):
+    return jax.vmap(lambda s: tridiagonal_eigh(lanczos_tridiagonal(s)))(state)
 
 
 def lanczos_ritz_stacked(matmat: Callable, V0: jax.Array, num_matvecs: int):
@@ -114,15 +186,11 @@ def lanczos_ritz_stacked(matmat: Callable, V0: jax.Array, num_matvecs: int):
     serves every recurrence). Returns ``ritz (p, m)``, ``S (p, m, m)`` and ``Q (p, m, n)``; memory holds the ``p``
     Krylov bases.
     """
-    p, n = V0.shape
-    Q = jnp.zeros((p, n, num_matvecs), V0.dtype)
-    H = jnp.zeros((p, num_matvecs, num_matvecs), V0.dtype)
-    length = jnp.sqrt(jnp.sum(V0 * V0, axis=1))
-    v, u = V0, V0 / length[:, None]
-    for i in range(num_matvecs):
-        Q, H, v, length, u = _arnoldi_steps(Q, H, v, length, matmat(u), i)
-    ritz, S = _stacked_ritz(H)
-    return ritz, S, jnp.swapaxes(Q, 1, 2)
+    state = jax.jit(jax.vmap(lanczos_init, in_axes=(0, None)), static_argnums=1)(V0, num_matvecs)
+    for j in range(num_matvecs):
+        state = _stacked_step(state, matmat(state.Q[:, j]), j)
+    ritz, S = _stacked_ritz(state)
+    return ritz, S, state.Q[:, :num_matvecs]
 
 
 def select_indices(m: int, k: int, which: str, ritz: jax.Array) -> jax.Array:
@@ -142,13 +210,15 @@ def select_indices(m: int, k: int, which: str, ritz: jax.Array) -> jax.Array:
 
 
 @functools.partial(
-    jax.jit, static_argnames=("loss_fn", "k", "which", "num_matvecs", "return_vectors", "microbatched", "block")
+    jax.jit, static_argnames=("loss_fn", "k", "which", "num_matvecs", "return_vectors", "microbatched", "block",
+                              "basis_sharding")
 )
-def _hessian_eigs(loss_fn, params, batch, key, k, which, num_matvecs, return_vectors, microbatched, block):
+def _hessian_eigs(loss_fn, params, batch, key, k, which, num_matvecs, return_vectors, microbatched, block,
+                  basis_sharding):
     obj = make_objective(loss_fn, params, batch, microbatched=microbatched, block=block)
     theta = obj.theta
     v0 = jax.random.normal(key, theta.shape, theta.dtype)
-    ritz, S, Q = lanczos_ritz(lambda v: obj.hvp(theta, v), v0, num_matvecs)
+    ritz, S, Q = lanczos_ritz(lambda v: obj.hvp(theta, v), v0, num_matvecs, basis_sharding)
     values, vectors = ritz_pairs(ritz, S, Q, k, which, num_matvecs)
     Hv = jax.lax.map(lambda u: obj.hvp(theta, u), vectors)
     residuals = residual_norms(Hv, values, vectors)
@@ -197,10 +267,11 @@ def hessian_eigs(
     microbatched: bool = False,
     block: BlockSpec = None,
     curvature: Curvature = "hessian",
+    basis_sharding: Optional[jax.sharding.Sharding] = None,
 ) -> HessianEigs:
     """Extreme eigenvalues of the Hessian of ``loss_fn`` at ``params``, with residual norms.
 
-    Lanczos with full reorthogonalisation (matfree ``tridiag_sym``) runs ``num_matvecs`` Hessian-vector products in
+    Lanczos with full reorthogonalisation (row-major basis, see the module notes) runs ``num_matvecs`` Hessian-vector products in
     one compiled loop with no host synchronisation, then one more product per returned pair for its residual.
 
     Args:
@@ -214,6 +285,10 @@ def hessian_eigs(
       return_vectors: also return unit eigenvectors as params-shaped pytrees with a leading ``k`` axis.
       curvature: ``"hessian"`` (default), or for a :func:`analysis.supervised_loss` ``"ggn"``, ``"fisher"``,
         ``"empirical_fisher"`` or :class:`analysis.MCFisher` (see ``analysis/curvatures.py``).
+      basis_sharding: layout of the ``(num_matvecs + 1, n)`` Krylov basis over devices, e.g.
+        ``NamedSharding(mesh, PartitionSpec(None, "model"))`` to split it over the parameter axis when it does not
+        fit one device (its row count is padded to a multiple of 8; ``n`` must divide evenly). Default: the
+        compiler's choice (one device, or replicated).
 
     Returns:
       :class:`HessianEigs` sorted ascending.
@@ -246,12 +321,18 @@ def hessian_eigs(
     if num_matvecs > n:
         raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
     key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    if basis_sharding is not None and not isinstance(basis_sharding, jax.sharding.Sharding):
+        raise TypeError(f"basis_sharding={basis_sharding!r} is invalid; expected a jax.sharding.Sharding such as "
+                        "NamedSharding(mesh, PartitionSpec(None, 'model')).")
     if source is not None:
+        if basis_sharding is not None:
+            raise ValueError("basis_sharding applies to the compiled loop over array data; over an analysis.Batches "
+                             "source the basis lives on the host loop's default device. Pass basis_sharding=None.")
         values, residuals, vectors = _hessian_eigs_source(
             source._run(loss_fn, params, "hessian_eigs"), params, key, k, which, num_matvecs, return_vectors, block
         )
         return HessianEigs(values, residuals, vectors, num_matvecs)
     values, residuals, vectors = _hessian_eigs(
-        loss_fn, params, batch, key, k, which, num_matvecs, return_vectors, microbatched, block
+        loss_fn, params, batch, key, k, which, num_matvecs, return_vectors, microbatched, block, basis_sharding
     )
     return HessianEigs(values, residuals, vectors, num_matvecs)

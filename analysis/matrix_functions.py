@@ -2,7 +2,7 @@
 ``tr((C + lambda I)^{-1})``, with standard errors.
 
 ``tr f(A) ~ mean_j ||z_j||^2 e_1^T f(T_j) e_1`` over Rademacher probes ``z_j`` (Ubaru, Chen & Saad 2017), ``T_j``
-the Lanczos matrix of ``num_matvecs`` steps from ``z_j`` (matfree's ``tridiag_sym`` with full
+the Lanczos matrix of ``num_matvecs`` steps from ``z_j`` (:func:`analysis.lanczos.lanczos_ritz`, full
 reorthogonalisation, the quadrature of :mod:`analysis.density`). The standard error is the spread over probes; the
 quadrature's own (deterministic) error falls geometrically with ``num_matvecs`` for a smooth ``f`` on the spectrum.
 ``f`` needs ``C + lambda I`` positive definite: a non-positive Ritz value makes the estimate NaN, not a number.

@@ -23,11 +23,11 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import matfree.decomp
 import optax
 from jax.flatten_util import ravel_pytree
 
 from analysis._checks import check_bool, check_finite, check_inputs, check_key, check_number, check_params
+from analysis.lanczos import lanczos_decompose, lanczos_tridiagonal
 
 PyTree = Any
 
@@ -164,10 +164,9 @@ def _warm_lanczos(hvp: Callable, v0: jax.Array, steps: int) -> tuple[jax.Array, 
 
     The residual is Lanczos' own estimate ``||H y - theta y|| = |beta_m e_m^T s|`` (no extra product).
     """
-    decompose = matfree.decomp.tridiag_sym(steps, reortho="full", materialize=True, custom_vjp=False)
-    Q, T, residual, _ = decompose(hvp, v0)
-    theta, S = jnp.linalg.eigh(T)
+    state = lanczos_decompose(hvp, v0, steps)
+    theta, S = jnp.linalg.eigh(lanczos_tridiagonal(state))
     s = S[:, -1]
-    vec = s @ Q
-    resid = jnp.linalg.norm(residual) * jnp.abs(s[-1])
+    vec = s @ state.Q[:steps]
+    resid = state.beta[-1] * jnp.abs(s[-1])
     return theta[-1], resid, vec / jnp.linalg.norm(vec)

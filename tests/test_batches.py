@@ -11,7 +11,7 @@ import pytest
 
 import analysis
 from analysis.batches import Batches, _accumulate_batch
-from analysis.lanczos import _arnoldi_steps
+from analysis.lanczos import _stacked_step
 
 SIZES = (128, 128, 44)  # 300 examples, an unequal last batch
 
@@ -173,9 +173,9 @@ def test_one_kernel_per_batch_shape_and_deterministic():
     after_eigs = _accumulate_batch._cache_size()
     assert after_eigs - before == 4  # the (1, n) products of Lanczos and the (2, n) of the residuals
     analysis.hessian_eigs(loss, params, data, k=2, num_matvecs=25)
-    steps = _arnoldi_steps._cache_size()  # its basis has num_matvecs columns: one compilation per Krylov size
+    steps = _stacked_step._cache_size()  # its basis has num_matvecs + 1 rows: one compilation per Krylov size
     analysis.hessian_eigs(loss, params, data, k=2, num_matvecs=25, key=jax.random.PRNGKey(1))
-    assert _accumulate_batch._cache_size() == after_eigs and _arnoldi_steps._cache_size() == steps
+    assert _accumulate_batch._cache_size() == after_eigs and _stacked_step._cache_size() == steps
 
 
 def test_progress_bar(capsys):

@@ -129,3 +129,43 @@ def test_exhausted_krylov_space_gives_exact_values_and_nan_for_the_rest():
         np.testing.assert_allclose(values[1:], [0.0, *exact[-2:]], atol=1e-10)
         sd = analysis.spectral_density(loss, jnp.ones(6), num_matvecs=6)
         assert np.all(np.isfinite(np.asarray(sd.nodes))) and abs(float(jnp.sum(sd.weights)) - 1) < 1e-12
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("x64", [False, True])
+def test_row_major_basis_is_orthonormal_and_tridiagonalises(seed, x64):
+    """Q (m, n) from the compiled loop: orthonormal rows and Q A Q^T equal to the Lanczos matrix, against a dense
+    matrix with clustered and repeated eigenvalues, 60 of 80 steps (tolerances: about 100 eps * ||A||)."""
+    from analysis.lanczos import lanczos_decompose, lanczos_tridiagonal
+
+    dtype = jnp.float64 if x64 else jnp.float32
+    tol = 1e-12 if x64 else 2e-5
+    with jax.enable_x64(x64):
+        rng = np.random.default_rng(seed)
+        q, _ = np.linalg.qr(rng.standard_normal((80, 80)))
+        A = jnp.asarray((q * SPECTRUM) @ q.T, dtype)
+        v0 = jnp.asarray(rng.standard_normal(80), dtype)
+        state = jax.jit(lambda v: lanczos_decompose(lambda u: A @ u, v, 60))(v0)
+        Q = np.asarray(state.Q[:60], np.float64)
+        assert state.Q.shape == (64, 80) and np.all(np.asarray(state.Q[61:]) == 0)  # padded to 8-row blocks
+        np.testing.assert_allclose(Q @ Q.T, np.eye(60), atol=tol)
+        T = np.asarray(lanczos_tridiagonal(state), np.float64)
+        np.testing.assert_allclose(Q @ np.asarray(A, np.float64) @ Q.T, T, atol=tol * 50)
+        np.testing.assert_allclose(Q[0], np.asarray(v0) / np.linalg.norm(np.asarray(v0)), rtol=tol, atol=tol)
+
+
+def test_exact_breakdown_leaves_zero_rows_not_nan():
+    """A matrix of rank 1: after one step the remainder is exactly zero; the next rows stay zero (no 0/0)."""
+    from analysis.lanczos import lanczos_decompose
+
+    u = jnp.array([1.0, 0.0, 0.0, 0.0])
+    state = lanczos_decompose(lambda v: u * jnp.dot(u, v), u, 3)
+    assert np.all(np.isfinite(np.asarray(state.Q))) and float(state.beta[0]) == 0.0
+    np.testing.assert_array_equal(np.asarray(state.Q[1:]), 0.0)
+    np.testing.assert_array_equal(np.asarray(state.alpha), [1.0, 0.0, 0.0])
+
+
+def test_basis_sharding_is_checked():
+    loss, params, a, b = quadratic_problem(0, jnp.float32)
+    with pytest.raises(TypeError, match="basis_sharding='rows' is invalid"):
+        analysis.hessian_eigs(loss, params, a, b, k=1, basis_sharding="rows")

@@ -106,3 +106,23 @@ def test_slq_errors():
         analysis.spectral_density(loss, params, a, b, num_matvecs=81)
     with pytest.raises(ValueError, match="num_probes=0"):
         analysis.spectral_density(loss, params, a, b, num_probes=0)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        analysis.spectral_density(loss, params, a, b, num_probes=2, batch_size=0)
+
+
+@pytest.mark.parametrize("x64", [False, True])
+def test_slq_probes_batched_equal_probes_one_at_a_time(x64):
+    """Ten probes vectorised together, in blocks of 4 (with a remainder of 2) and one at a time: the same probes
+    (same key) give the same nodes and weights to rounding (float32: 1e-4 of the spectral radius 50; float64:
+    1e-9)."""
+    with jax.enable_x64(x64):
+        loss, params, a, b = quadratic_problem(1, jnp.float64 if x64 else jnp.float32)
+        key = jax.random.PRNGKey(7)
+        runs = [analysis.spectral_density(loss, params, a, b, num_matvecs=30, num_probes=10, key=key, batch_size=bs)
+                for bs in (None, 10, 4, 1)]
+        atol = 1e-9 if x64 else 5e-3
+        for run in runs[1:]:
+            np.testing.assert_allclose(np.asarray(run.nodes), np.asarray(runs[0].nodes), atol=atol)
+            np.testing.assert_allclose(np.asarray(run.weights), np.asarray(runs[0].weights), atol=atol / 50)
+        jax.tree_util.tree_map(np.testing.assert_array_equal, runs[0], analysis.spectral_density(
+            loss, params, a, b, num_matvecs=30, num_probes=10, key=key))  # same key, same bits
