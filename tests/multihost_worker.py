@@ -57,17 +57,13 @@ def batches():  # a data source of two batches of 32, each split over the proces
 
 source = analysis.Batches(batches)
 key = jax.random.PRNGKey(3)
-direction = jax.tree_util.tree_map(lambda p: 0.1 * np.ones(p.shape, p.dtype), params)
 results = {
     "eigs": analysis.hessian_eigs(loss, params, *data, k=3, which="both", num_matvecs=40, key=key).eigenvalues,
     "trace": analysis.hessian_trace(loss, params, *data, num_matvecs=12, key=key).estimate,
     "density": analysis.spectral_density(loss, params, *data, num_matvecs=20, num_probes=2, key=key).nodes,
     "gTHg": analysis.gradient_curvature(loss, params, *data).gTHg,
     "dense": analysis.dense_hessian(loss, params, *data),
-    "diagonal": jax.tree_util.tree_leaves(analysis.curvature_diagonal(loss, params, *data, key=key).diagonal)[0],
-    "slice": analysis.loss_along_direction(loss, params, direction, np.linspace(-1.0, 1.0, 5), *data),
     "source_eigs": analysis.hessian_eigs(loss, params, source, k=3, num_matvecs=40, key=key).eigenvalues,
-    "source_trace": analysis.hessian_trace(loss, params, source, num_matvecs=12, key=key).estimate,
     "source_gTHg": analysis.gradient_curvature(loss, params, source).gTHg,
 }
 np.savez(out, **{name: np.asarray(value) for name, value in results.items()})

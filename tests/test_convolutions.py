@@ -97,10 +97,11 @@ def _conv_layouts(compiled_text):
 
 def test_lanczos_loop_compiles_only_canonical_convolutions():
     loss, params, batch = _conv_net(jnp.float32, 0)
-    from analysis.lanczos import _hessian_eigs  # the compiled matfree loop behind hessian_eigs
+    from analysis.lanczos import _hessian_eigs  # the compiled Lanczos loop behind hessian_eigs
 
     text = _hessian_eigs.lower(loss, params, batch, jax.random.PRNGKey(0), k=2, which="largest", num_matvecs=6,
-                               return_vectors=False, microbatched=False, block=None).compile().as_text()
+                               return_vectors=False, microbatched=False, block=None,
+                               basis_sharding=None).compile().as_text()
     layouts = _conv_layouts(text)
     assert layouts == {"b01f_01io->b01f"}, layouts
 
