@@ -8,7 +8,9 @@ the ratio of the medians and the largest difference between the two results (sam
 
 - SLQ (:func:`analysis.spectral_density`, 100 Lanczos steps per probe): nodes and weights;
 - Hutchinson and Hutch++ traces (:func:`analysis.hessian_trace`): estimate and standard error;
-- the Hutchinson diagonal (:func:`analysis.curvature_diagonal`): every entry.
+- the Hutchinson diagonal (:func:`analysis.curvature_diagonal`): every entry;
+- ``slq-matfree``: the SLQ this library ran before (matfree's ``tridiag_sym`` per probe, probes one after another),
+  timed in the same loop, against ours batched: the before/after of issue 15 in one run.
 
 Usage: python benchmarks/probes.py [--repeats N] [--probes P] [--hidden H ...] [--examples M ...] [--json PATH]
 Prints a table and writes JSON. Asserts nothing about speed.
@@ -24,14 +26,35 @@ import sys
 import time
 from pathlib import Path
 
+import functools
+
 import jax
+import matfree.decomp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import analysis  # noqa: E402
 from benchmarks.curvature import setting_a  # noqa: E402
+from analysis._objective import make_objective  # noqa: E402
+from analysis.density import quadrature  # noqa: E402
+from analysis.lanczos import tridiagonal_eigh  # noqa: E402
 from jaxdl.report import environment  # noqa: E402
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_matvecs", "num_probes"))
+def matfree_slq(loss_fn, params, x, y, key, num_matvecs, num_probes):
+    """The previous analysis.spectral_density: the same probes, matfree's tridiag_sym per probe, lax.map."""
+    obj = make_objective(loss_fn, params, (x, y))
+    probes = jax.random.rademacher(key, (num_probes, obj.theta.shape[0]), obj.theta.dtype)
+    decompose = matfree.decomp.tridiag_sym(num_matvecs, reortho="full", materialize=True, custom_vjp=False)
+
+    def one(z):
+        _, T, *_ = decompose(lambda v: obj.hvp(obj.theta, v), z)
+        ritz, S = tridiagonal_eigh(T)
+        return quadrature(ritz, S[0, :], obj.theta.dtype)
+
+    return jax.lax.map(one, probes)
 
 
 def estimators(loss, params, x, y, probes: int, slq_steps: int):
@@ -46,6 +69,10 @@ def estimators(loss, params, x, y, probes: int, slq_steps: int):
                                                      method="hutch++", batch_size=bs)[:2],
         "diagonal": lambda bs: jax.tree_util.tree_leaves(analysis.curvature_diagonal(
             loss, params, x, y, method="hutchinson", num_matvecs=probes, key=key, batch_size=bs).diagonal),
+        # batch_size 1: the previous implementation; batch_size = probes: ours, batched
+        "slq-matfree": lambda bs: (matfree_slq(loss, params, x, y, key, slq_steps, probes) if bs == 1 else
+                                   analysis.spectral_density(loss, params, x, y, num_matvecs=slq_steps,
+                                                             num_probes=probes, key=key, batch_size=bs)[:2]),
     }
 
 
