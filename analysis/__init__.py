@@ -7,6 +7,8 @@ data as positional arguments; data and parameters enter compiled code as argumen
 from analysis._checks import leaf_paths as leaf_paths
 from analysis._objective import BlockSpec as BlockSpec
 from analysis.batches import Batches as Batches
+from analysis.blocks import block_curvature as block_curvature
+from analysis.blocks import BlockCurvature as BlockCurvature
 from analysis._objective import layer_blocks as layer_blocks
 from analysis.census import critical_point_census as critical_point_census
 from analysis.census import distinct_critical_points as distinct_critical_points

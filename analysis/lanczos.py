@@ -97,8 +97,13 @@ def _reorthogonalise(Q: jax.Array, w: jax.Array, filled: jax.Array) -> tuple[jax
 
 
 def lanczos_step(state: LanczosState, w: jax.Array, j: Any) -> LanczosState:
-    """Step ``j`` given ``w = H q_j``: ``alpha_j``, ``beta_j`` and the next basis row ``q_{j+1}``. A zero remainder
-    (an exact breakdown) leaves ``q_{j+1} = 0`` rather than dividing by zero."""
+    """Step ``j`` given ``w = H q_j``: ``alpha_j``, ``beta_j`` and the next basis row ``q_{j+1}``.
+
+    Breakdown: a remainder at rounding level (``beta_j <= 50 sqrt(m) eps ||T||``, the rule of
+    :func:`tridiagonal_eigh`) means the Krylov space is exhausted; its direction is noise, and continuing from it
+    would orthogonalise noise against a basis that already spans the space, which can grow without bound. The next
+    row is then zero, and so is every row after it (a zero row multiplies to zero): ``beta_j`` is kept for
+    :func:`tridiagonal_eigh` to cut the matrix there."""
     Q, alpha, beta = state
     q = Q[j]
     a = jnp.vdot(q, w)
@@ -107,7 +112,9 @@ def lanczos_step(state: LanczosState, w: jax.Array, j: Any) -> LanczosState:
     b = jnp.linalg.norm(w)
     alpha = alpha.at[j].set(a + coef[j])
     beta = beta.at[j].set(b)
-    Q = Q.at[j + 1].set(jnp.where(b > 0, w / jnp.where(b > 0, b, 1), 0))
+    scale = jnp.maximum(jnp.max(jnp.abs(alpha)), jnp.max(jnp.abs(beta)))
+    kept = b > 50 * jnp.sqrt(alpha.shape[0]) * jnp.finfo(w.dtype).eps * scale
+    Q = Q.at[j + 1].set(jnp.where(kept, w / jnp.where(kept, b, 1), 0))
     return LanczosState(Q, alpha, beta)
 
 

@@ -46,11 +46,9 @@ def analyse_network(config: ReportConfig, problem: Problem, params, history: Tra
     exact, H, eigenvalues = _exact_spectrum(config, params, n, k, slq,
                                             None if config.analysis_examples is None else batch)
     bar.update()
-    per_layer = []
     matvecs = (40, 30) if config.layer_matvecs is None else (config.layer_matvecs,) * 2
-    for name, paths in layers.items():
-        per_layer.append(_layer_block(loss_fn, params, batch, name, paths, H, k_eig, k_trace, matvecs))
-        bar.update()
+    per_layer = _layer_blocks(loss_fn, params, batch, layers, H, k_eig, (min(n, matvecs[0]), matvecs[1]))
+    bar.update(len(layers))
     landscape, quadratic = _landscape(config, loss_fn, params, batch, gc, eigs, k_land)
     bar.update()
     bar.close()
@@ -106,26 +104,27 @@ def _exact_spectrum(config: ReportConfig, params, n: int, k: int, slq, batch):
     return exact, H, eigenvalues
 
 
-def _layer_block(loss_fn, params, batch, name: str, paths: list[str], H: Optional[np.ndarray], k_eig, k_trace,
-                 matvecs: tuple[int, int]):
-    """One layer's block (the parameters at ``paths``): top eigenvalue (Lanczos on the block, at most
-    ``matvecs[0]`` products) and trace (Hutch++ on the block, at most ``matvecs[1]``); exact where the dense
-    Hessian ``H`` is given."""
+def _layer_blocks(loss_fn, params, batch, layers: dict[str, tuple[str, ...]], H: Optional[np.ndarray], key,
+                  matvecs: tuple[int, int]) -> list:
+    """Every layer's block (the parameters at its paths): top eigenvalue (Lanczos on the block, ``matvecs[0]``
+    steps) and trace (Hutch++ on the block, ``matvecs[1]`` products), all layers in one compiled program
+    (:func:`analysis.block_curvature`); exact values where the dense Hessian ``H`` is given."""
+    res = analysis.block_curvature(loss_fn, params, *batch, blocks=layers, num_matvecs=matvecs[0],
+                                   trace_matvecs=matvecs[1], key=key)
     sizes = [int(np.size(x)) for x in jax.tree_util.tree_leaves(params)]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     index_of = {p: i for i, p in enumerate(analysis.leaf_paths(params))}
-    nb = sum(sizes[index_of[p]] for p in paths)
-    top = analysis.hessian_eigs(loss_fn, params, *batch, k=1, block=tuple(paths), num_matvecs=min(nb, matvecs[0]),
-                                key=k_eig)
-    tr = analysis.hessian_trace(loss_fn, params, *batch, num_matvecs=min(matvecs[1], 3 * nb), key=k_trace,
-                                block=tuple(paths))
-    block = LayerBlock(name, nb, float(top.eigenvalues[0]), float(top.residuals[0]), float(tr.estimate),
-                       float(tr.standard_error))
-    if H is None:
-        return block
-    idx = np.concatenate([np.arange(offsets[index_of[p]], offsets[index_of[p] + 1]) for p in paths])
-    sub = H[np.ix_(idx, idx)]
-    return ExactLayerBlock(*block, float(np.linalg.eigvalsh(0.5 * (sub + sub.T))[-1]), float(np.trace(sub)))
+    out = []
+    for i, (name, paths) in enumerate(layers.items()):
+        block = LayerBlock(name, res.num_params[i], float(res.top_eigenvalue[i]), float(res.top_residual[i]),
+                           float(res.trace[i]), float(res.trace_standard_error[i]))
+        if H is None:
+            out.append(block)
+            continue
+        idx = np.concatenate([np.arange(offsets[index_of[p]], offsets[index_of[p] + 1]) for p in paths])
+        sub = H[np.ix_(idx, idx)]
+        out.append(ExactLayerBlock(*block, float(np.linalg.eigvalsh(0.5 * (sub + sub.T))[-1]), float(np.trace(sub))))
+    return out
 
 
 def _landscape(config: ReportConfig, loss_fn, params, batch, gc, eigs, key) -> tuple[Landscape, dict]:

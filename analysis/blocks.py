@@ -1,0 +1,128 @@
+"""Every block's curvature in one compiled program: the top eigenvalue and the trace of each diagonal block.
+
+For blocks ``b`` with 0/1 masks ``m_b`` over the flat parameters, the diagonal block ``H_bb`` acts as the masked
+operator ``v -> m_b * H (m_b * v)`` on the full vector: it is ``H_bb`` on the block's coordinates and zero elsewhere,
+so its nonzero spectrum and its trace are those of ``H_bb``. Each block runs Lanczos from a masked start vector
+(the Krylov space never leaves the block) and Hutch++ with masked probes; the masks are arguments of one compiled
+program, vectorised over blocks (``vmap``, ``batch_size`` blocks at a time), so a network with ten layers compiles
+once, not twenty times, and each Hessian-vector product serves ``batch_size`` blocks.
+
+A block smaller than ``num_matvecs`` exhausts its Krylov space: :func:`analysis.lanczos.tridiagonal_eigh` keeps the
+valid part, which then holds the block's exact spectrum. Hutch++ with a sketch at least as large as the block is
+exact in the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from analysis._checks import check_key, check_positive_int
+from analysis._objective import block_mask, make_objective
+from analysis.batches import checked_source
+from analysis.curvatures import Curvature, with_curvature
+from analysis.density import BASIS_BUDGET_BYTES
+from analysis.hessian import num_params
+from analysis.lanczos import lanczos_ritz, residual_norms, ritz_pairs
+from analysis.trace import hutch_plus_plus
+
+PyTree = Any
+
+
+class BlockCurvature(NamedTuple):
+    """Per block, in the order given: its size, top eigenvalue with the residual of its Ritz vector, and Hutch++
+    trace with its standard error (arrays of one entry per block)."""
+
+    names: tuple[str, ...]
+    num_params: tuple[int, ...]
+    top_eigenvalue: jax.Array
+    top_residual: jax.Array
+    trace: jax.Array
+    trace_standard_error: jax.Array
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_matvecs", "trace_matvecs", "batch_size"))
+def _block_curvature(loss_fn, params, batch, masks, eig_key, trace_key, num_matvecs, trace_matvecs, batch_size):
+    obj = make_objective(loss_fn, params, batch)
+    theta = obj.theta
+    start = jax.random.normal(eig_key, theta.shape, theta.dtype)
+
+    def one(mask):
+        def product(v):
+            return mask * obj.hvp(theta, mask * v)
+
+        ritz, S, Q = lanczos_ritz(product, mask * start, num_matvecs)
+        value, vector = ritz_pairs(ritz, S, Q, 1, "largest", num_matvecs)
+        residual = residual_norms(product(vector[0])[None], value, vector)[0]
+        trace, error = hutch_plus_plus(product, trace_key, theta, trace_matvecs, 8)
+        return value[0], residual, trace, error
+
+    return jax.lax.map(one, masks, batch_size=batch_size)
+
+
+def block_curvature(
+    loss_fn: Callable,
+    params: PyTree,
+    *batch: Any,
+    blocks: dict[str, Sequence[str]],
+    num_matvecs: int = 40,
+    trace_matvecs: int = 30,
+    key: Optional[jax.Array] = None,
+    batch_size: Optional[int] = None,
+    curvature: Curvature = "hessian",
+) -> BlockCurvature:
+    """Top eigenvalue and trace of every diagonal Hessian block, in one compiled program.
+
+    Args:
+      loss_fn, params, *batch: as in :func:`analysis.dense_hessian` (array data).
+      blocks: ``{name: block}`` with each ``block`` a valid ``block=`` argument (a path prefix or a sequence of
+        them, see :func:`analysis.layer_blocks`); the blocks may overlap.
+      num_matvecs: Lanczos steps per block (at most ``n``; a smaller block is solved exactly, see the module notes).
+      trace_matvecs: Hutch++ products per block (at least 4).
+      key: PRNG key (default ``PRNGKey(0)``): one start vector and one set of probes, each masked per block.
+      batch_size: blocks vectorised together (memory of ``batch_size`` Krylov bases of ``num_matvecs + 1`` rows of
+        ``n``). Default: all blocks while their bases total at most 1 GiB, else as many as fit.
+      curvature: as in :func:`analysis.hessian_eigs`.
+
+    Returns:
+      :class:`BlockCurvature`.
+
+    Raises:
+      ValueError / TypeError: no blocks, a block that selects nothing, ``num_matvecs`` above ``n``, too few
+        ``trace_matvecs``, an invalid key, a data source (not supported here), invalid inputs (see
+        :func:`analysis.hvp`).
+    """
+    loss_fn = with_curvature(loss_fn, curvature)
+    if checked_source(loss_fn, params, batch, microbatched=False) is not None:
+        raise ValueError("block_curvature takes array data; over an analysis.Batches source call hessian_eigs and "
+                         "hessian_trace with block= for each block.")
+    if not isinstance(blocks, dict) or not blocks:
+        raise ValueError(f"blocks={blocks!r} is invalid; expected a non-empty dict {{name: block}}, e.g. "
+                         "analysis.layer_blocks(params).")
+    n = num_params(params)
+    num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
+    if num_matvecs > n:
+        raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
+    trace_matvecs = check_positive_int(trace_matvecs, "trace_matvecs", minimum=4)
+    if trace_matvecs // 3 > n:
+        raise ValueError(f"trace_matvecs={trace_matvecs}: the Hutch++ sketch of {trace_matvecs // 3} exceeds n={n}.")
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    leaves = jax.tree_util.tree_leaves(params)
+    dtype = jnp.result_type(*leaves)  # the flat parameter vector's (ravel_pytree's) dtype
+    masks, sizes = [], []
+    for block in blocks.values():
+        chosen = block_mask(params, tuple(block) if isinstance(block, list) else block)
+        masks.append(jnp.concatenate([jnp.full(jnp.size(leaf), c, dtype) for leaf, c in zip(leaves, chosen)]))
+        sizes.append(sum(int(jnp.size(leaf)) for leaf, c in zip(leaves, chosen) if c))
+    masks = jnp.stack(masks)
+    if batch_size is None:
+        per_block = (num_matvecs + 1) * n * masks.dtype.itemsize
+        batch_size = max(1, min(len(blocks), BASIS_BUDGET_BYTES // per_block))
+    batch_size = check_positive_int(batch_size, "batch_size")
+    eig_key, trace_key = jax.random.split(key)
+    top, residual, trace, error = _block_curvature(loss_fn, params, batch, masks, eig_key, trace_key, num_matvecs,
+                                                   trace_matvecs, batch_size)
+    return BlockCurvature(tuple(blocks), tuple(sizes), top, residual, trace, error)
