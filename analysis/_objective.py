@@ -169,6 +169,11 @@ def make_objective(
     return FlatObjective(theta, unravel, loss, grad, value_and_grad, hvp)
 
 
+def flat_dtype(params: PyTree) -> jnp.dtype:
+    """The dtype of the flat parameter vector (``ravel_pytree`` promotes the leaves to their common type)."""
+    return jnp.result_type(*jax.tree_util.tree_leaves(params))
+
+
 def flat_view(params: PyTree, block: BlockSpec) -> tuple[jax.Array, Callable[[jax.Array], PyTree]]:
     """The flat block vector of ``params`` and its ``unravel``, outside any trace (for the host-side loops)."""
     obj = make_objective(None, params, (), block=block)

@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 
 from analysis._checks import check_key, check_positive_int
-from analysis._objective import block_mask, make_objective
+from analysis._objective import block_mask, flat_dtype, make_objective
 from analysis.batches import checked_source
 from analysis.curvatures import Curvature, with_curvature
-from analysis.density import BASIS_BUDGET_BYTES
+from analysis.density import default_probe_batch
 from analysis.hessian import num_params
 from analysis.lanczos import lanczos_ritz, residual_norms, ritz_pairs
 from analysis.trace import hutch_plus_plus
@@ -111,16 +111,15 @@ def block_curvature(
         raise ValueError(f"trace_matvecs={trace_matvecs}: the Hutch++ sketch of {trace_matvecs // 3} exceeds n={n}.")
     key = jax.random.PRNGKey(0) if key is None else check_key(key)
     leaves = jax.tree_util.tree_leaves(params)
-    dtype = jnp.result_type(*leaves)  # the flat parameter vector's (ravel_pytree's) dtype
+    dtype = flat_dtype(params)
     masks, sizes = [], []
     for block in blocks.values():
         chosen = block_mask(params, tuple(block) if isinstance(block, list) else block)
         masks.append(jnp.concatenate([jnp.full(jnp.size(leaf), c, dtype) for leaf, c in zip(leaves, chosen)]))
         sizes.append(sum(int(jnp.size(leaf)) for leaf, c in zip(leaves, chosen) if c))
     masks = jnp.stack(masks)
-    if batch_size is None:
-        per_block = (num_matvecs + 1) * n * masks.dtype.itemsize
-        batch_size = max(1, min(len(blocks), BASIS_BUDGET_BYTES // per_block))
+    if batch_size is None:  # the rule of spectral_density: bases of num_matvecs + 1 rows within the budget
+        batch_size = default_probe_batch(len(blocks), num_matvecs + 1, n, dtype.itemsize)
     batch_size = check_positive_int(batch_size, "batch_size")
     eig_key, trace_key = jax.random.split(key)
     top, residual, trace, error = _block_curvature(loss_fn, params, batch, masks, eig_key, trace_key, num_matvecs,

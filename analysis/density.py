@@ -6,9 +6,10 @@ vectors. The average over probes is an unbiased estimate of the empirical spectr
 ``(1/n) sum_i delta_{lambda_i}`` (for the moments up to degree ``2 num_matvecs - 1``).
 
 Probes run ``batch_size`` at a time as one vectorised recurrence (``vmap``): each Lanczos step multiplies the Hessian
-with a block of ``batch_size`` vectors, one pass through the network for all of them, so ten probes cost far less
-than ten single-probe runs (``python benchmarks/probes.py``). Each probe's recurrence is unchanged: the same key
-gives the same probes whatever ``batch_size`` is, and the same nodes and weights up to rounding.
+with a block of ``batch_size`` vectors, whose primal passes through the network are shared. How much that saves
+depends on the device: on the 2-core CPU of ``BENCHMARKS.md`` it ranged from 0.74x to 1.24x of one probe at a time
+(``python benchmarks/probes.py``). Each probe's recurrence is unchanged: the same key gives the same probes whatever
+``batch_size`` is, and the same nodes and weights up to rounding.
 
 Over a data source (:class:`analysis.Batches`) the probes' recurrences run in lockstep from the host, so each of the
 ``num_matvecs`` passes over the data serves every probe (memory: ``num_probes`` Krylov bases).
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from analysis._checks import check_finite, check_key, check_number, check_positive_int
-from analysis._objective import BlockSpec, check_block, flat_view, make_objective, source_matmat
+from analysis._objective import BlockSpec, check_block, flat_dtype, flat_view, make_objective, source_matmat
 from analysis.batches import checked_source
 from analysis.curvatures import Curvature, with_curvature
 from analysis.hessian import num_params
@@ -167,8 +168,8 @@ def spectral_density(
 
     Raises:
       ValueError / TypeError: ``num_matvecs``, ``num_probes`` or ``batch_size`` below 1, ``num_matvecs > n``, a
-        ``block`` that
-        selects nothing, a ``key`` that is not one PRNG key, invalid inputs (see :func:`analysis.hvp`).
+        ``block`` that selects nothing, a ``key`` that is not one PRNG key, invalid inputs (see
+        :func:`analysis.hvp`).
 
     Example:
       >>> sd = spectral_density(lambda w: 0.5 * jnp.sum(jnp.arange(4.0) * w**2), jnp.ones(4), num_matvecs=4)
@@ -185,7 +186,7 @@ def spectral_density(
         raise ValueError(f"num_matvecs={num_matvecs} exceeds the number of parameters n={n}.")
     key = jax.random.PRNGKey(0) if key is None else check_key(key)
     if batch_size is None:
-        batch_size = default_probe_batch(num_probes, num_matvecs, n, _itemsize(params))
+        batch_size = default_probe_batch(num_probes, num_matvecs, n, flat_dtype(params).itemsize)
     batch_size = check_positive_int(batch_size, "batch_size")
     if source is not None:
         run = source._run(loss_fn, params, "spectral_density")
@@ -194,8 +195,3 @@ def spectral_density(
                                        batch_size)
     return SpectralDensity(nodes, weights)
 
-
-def _itemsize(params: PyTree) -> int:
-    """Bytes per entry of the flat parameter vector (the widest floating leaf's)."""
-    return max((jnp.dtype(leaf.dtype).itemsize for leaf in jax.tree_util.tree_leaves(params)
-                if jnp.issubdtype(jnp.asarray(leaf).dtype, jnp.floating)), default=4)

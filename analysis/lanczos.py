@@ -181,6 +181,9 @@ def _stacked_step(state, W, j):
     return jax.vmap(lanczos_step, in_axes=(0, 0, None))(state, W, j)
 
 
+_stacked_init = jax.jit(jax.vmap(lanczos_init, in_axes=(0, None)), static_argnums=1)
+
+
 @jax.jit
 def _stacked_ritz(state):
     return jax.vmap(lambda s: tridiagonal_eigh(lanczos_tridiagonal(s)))(state)
@@ -193,7 +196,7 @@ def lanczos_ritz_stacked(matmat: Callable, V0: jax.Array, num_matvecs: int):
     serves every recurrence). Returns ``ritz (p, m)``, ``S (p, m, m)`` and ``Q (p, m, n)``; memory holds the ``p``
     Krylov bases.
     """
-    state = jax.jit(jax.vmap(lanczos_init, in_axes=(0, None)), static_argnums=1)(V0, num_matvecs)
+    state = _stacked_init(V0, num_matvecs)
     for j in range(num_matvecs):
         state = _stacked_step(state, matmat(state.Q[:, j]), j)
     ritz, S = _stacked_ritz(state)
@@ -278,8 +281,9 @@ def hessian_eigs(
 ) -> HessianEigs:
     """Extreme eigenvalues of the Hessian of ``loss_fn`` at ``params``, with residual norms.
 
-    Lanczos with full reorthogonalisation (row-major basis, see the module notes) runs ``num_matvecs`` Hessian-vector products in
-    one compiled loop with no host synchronisation, then one more product per returned pair for its residual.
+    Lanczos with full reorthogonalisation (row-major basis, see the module notes) runs ``num_matvecs``
+    Hessian-vector products in one compiled loop with no host synchronisation, then one more product per returned
+    pair for its residual.
 
     Args:
       loss_fn, params, *batch, microbatched, block: as in :func:`analysis.dense_hessian`; the data may be one

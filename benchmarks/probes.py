@@ -107,8 +107,8 @@ def run(hidden: int, probes: int, repeats: int, slq_steps: int, examples: int) -
                      "probes": probes, "sequential_s": seq, "batched_s": vec, "speedup": seq / vec,
                      "first_call_s": {"sequential": first[1], "batched": first[batched]},
                      "max_abs_difference": largest_difference(outs[1], outs[batched])})
-        print(f"H={hidden:4d} batch {x.shape[0]:4d} {name:10s} one at a time {seq * 1e3:8.1f} ms   batched {vec * 1e3:8.1f} ms   "
-              f"{seq / vec:5.2f}x   max |diff| {rows[-1]['max_abs_difference']:.2e}", flush=True)
+        print(f"H={hidden:4d} batch {x.shape[0]:4d} {name:10s} one at a time {seq * 1e3:8.1f} ms   "
+              f"batched {vec * 1e3:8.1f} ms   {seq / vec:5.2f}x   max |diff| {rows[-1]['max_abs_difference']:.2e}", flush=True)
     return rows
 
 

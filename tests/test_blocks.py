@@ -74,5 +74,7 @@ def test_bad_blocks_and_settings():
         analysis.block_curvature(loss, params, amat, blocks={"a": "a"}, num_matvecs=81)
     with pytest.raises(ValueError, match="trace_matvecs=3"):
         analysis.block_curvature(loss, params, amat, blocks={"a": "a"}, trace_matvecs=3)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        analysis.block_curvature(loss, params, amat, blocks={"a": "a"}, batch_size=0)
     with pytest.raises(ValueError, match="takes array data"):
         analysis.block_curvature(loss, params, analysis.Batches([(amat,)]), blocks={"a": "a"})
