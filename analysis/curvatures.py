@@ -153,8 +153,9 @@ class SupervisedLoss:
     def with_curvature(self, curvature: Curvature) -> "SupervisedLoss":
         return dataclasses.replace(self, curvature=check_curvature(curvature, self))
 
-    def product(self, full_params: Callable, theta: jax.Array, v: jax.Array, x: Any, y: Any) -> jax.Array:
-        """``C v`` for the flat parameters ``theta`` (``full_params(theta)`` is the params pytree)."""
+    def product(self, full_params: Callable, theta: PyTree, v: PyTree, x: Any, y: Any) -> PyTree:
+        """``C v`` for the parameters ``theta`` (any pytree; ``full_params(theta)`` is the params pytree) and a
+        tangent ``v`` of the same structure."""
         outputs, jvp = jax.linearize(lambda t: self.predict_fn(full_params(t), x), theta)
         Jv = jvp(v)
         n = outputs.shape[0]
