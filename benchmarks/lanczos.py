@@ -4,11 +4,13 @@ ANCHORS.md setting B (benchmarks/setting_b.py): the MLP 3072-W-W-W-10 (tanh) and
 and batch times ``scale``, random data, float32. For each size:
 
 - one HVP (jitted, median);
-- 90-step Lanczos with full reorthogonalisation and one residual product, k=1: ours (:func:`analysis.hessian_eigs`,
-  row-major basis, reorthogonalising against the filled rows only) and matfree's ``tridiag_sym(reortho="full")``
-  driven by the same objective and the same tridiagonal eigensolver (what ``analysis.hessian_eigs`` ran before);
-  the two alternate in every repeat; each reported as a multiple of the time of its 91 HVPs;
-- the largest Ritz value of each (same start vector) and their difference.
+- 90-step Lanczos and one residual product, k=1: ours (:func:`analysis.hessian_eigs`, row-major basis) with partial
+  reorthogonalisation (the default) and with full reorthogonalisation against the filled rows, and matfree's
+  ``tridiag_sym(reortho="full")`` driven by the same objective and the same tridiagonal eigensolver (what
+  ``analysis.hessian_eigs`` ran before); the three alternate in every repeat; each reported as a multiple of the
+  time of its 91 HVPs;
+- the largest Ritz value and its residual for each (same start vector), and how many of the 90 partial steps
+  reorthogonalised against the whole basis.
 
 ``--compile`` also times the first compilation of both programs at the full 46.2M-parameter MLP (tracing and
 lowering, then XLA's compile, no persistent cache), without running them.
@@ -38,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import analysis  # noqa: E402
 from analysis._objective import make_objective  # noqa: E402
-from analysis.lanczos import tridiagonal_eigh  # noqa: E402
+from analysis.lanczos import lanczos_decompose_counted, tridiagonal_eigh  # noqa: E402
 from benchmarks.setting_b import problem  # noqa: E402
 from jaxdl.report import environment  # noqa: E402
 from jaxdl.timing import median_time  # noqa: E402
@@ -60,9 +62,18 @@ def matfree_top(loss_fn, params, x, y, key, num_matvecs):
     return ritz[top], jnp.linalg.norm(obj.hvp(obj.theta, vec) - ritz[top] * vec)
 
 
-def ours_top(loss_fn, params, x, y, key, num_matvecs):
-    out = analysis.hessian_eigs(loss_fn, params, x, y, k=1, num_matvecs=num_matvecs, key=key)
+def ours_top(loss_fn, params, x, y, key, num_matvecs, reorthogonalise):
+    out = analysis.hessian_eigs(loss_fn, params, x, y, k=1, num_matvecs=num_matvecs, key=key,
+                                reorthogonalise=reorthogonalise)
     return out.eigenvalues[-1], out.residuals[-1]
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "num_matvecs"))
+def partial_count(loss_fn, params, x, y, key, num_matvecs):
+    """Steps of partial reorthogonalisation that read the whole basis (same objective and start vector)."""
+    obj = make_objective(loss_fn, params, (x, y))
+    v0 = jax.random.normal(key, obj.theta.shape, obj.theta.dtype)
+    return lanczos_decompose_counted(lambda v: obj.hvp(obj.theta, v), v0, num_matvecs, None, "partial")[1]
 
 
 def bench(model: str, scale: float, repeats: int) -> dict:
@@ -72,7 +83,8 @@ def bench(model: str, scale: float, repeats: int) -> dict:
     v = jax.tree_util.tree_map(lambda p: jax.random.normal(jax.random.PRNGKey(3), p.shape, p.dtype), params)
     hvp = jax.jit(lambda p, u, a, b: analysis.hvp(loss, p, u, a, b))
     t_hvp = median_time(lambda: hvp(params, v, x, y), repeats=repeats, inner=3)
-    runs = {"ours": lambda: ours_top(loss, params, x, y, key, STEPS),
+    runs = {"ours": lambda: ours_top(loss, params, x, y, key, STEPS, "partial"),
+            "ours_full": lambda: ours_top(loss, params, x, y, key, STEPS, "full"),
             "matfree": lambda: matfree_top(loss, params, x, y, key, STEPS)}
     first, times, tops = {}, {name: [] for name in runs}, {}
     for name, fn in runs.items():
@@ -92,9 +104,14 @@ def bench(model: str, scale: float, repeats: int) -> dict:
         row[name] = {"s": t, "over_hvps": t / (products * t_hvp), "first_call_s": first[name],
                      "top_eigenvalue": tops[name][0], "top_residual": tops[name][1]}
     row["matfree_over_ours"] = row["matfree"]["s"] / row["ours"]["s"]
-    print(f"{model} x{scale:<5} n={n:>10,}  HVP {t_hvp * 1e3:8.2f} ms   ours {row['ours']['s']:7.3f} s "
-          f"({row['ours']['over_hvps']:.2f}x its HVPs)   matfree {row['matfree']['s']:7.3f} s "
-          f"({row['matfree']['over_hvps']:.2f}x)   top {tops['ours'][0]:.6g} / {tops['matfree'][0]:.6g}", flush=True)
+    row["full_over_partial"] = row["ours_full"]["s"] / row["ours"]["s"]
+    row["partial_full_passes"] = int(partial_count(loss, params, x, y, key, STEPS))
+    print(f"{model} x{scale:<5} n={n:>10,}  HVP {t_hvp * 1e3:8.2f} ms   partial {row['ours']['s']:7.3f} s "
+          f"({row['ours']['over_hvps']:.2f}x its HVPs, {row['partial_full_passes']} full passes)   full "
+          f"{row['ours_full']['s']:7.3f} s ({row['ours_full']['over_hvps']:.2f}x)   matfree {row['matfree']['s']:7.3f} s "
+          f"({row['matfree']['over_hvps']:.2f}x)   top {tops['ours'][0]:.6g} / {tops['ours_full'][0]:.6g} / "
+          f"{tops['matfree'][0]:.6g}   residual {tops['ours'][1]:.2g} / {tops['ours_full'][1]:.2g} / "
+          f"{tops['matfree'][1]:.2g}", flush=True)
     return row
 
 
@@ -105,7 +122,7 @@ def compile_times() -> dict:
     from analysis.lanczos import _hessian_eigs
     programs = {
         "ours": lambda: _hessian_eigs.lower(loss, params, (x, y), key, 1, "largest", STEPS, False, False, None,
-                                            None),
+                                            None, "partial"),
         "matfree": lambda: matfree_top.lower(loss, params, x, y, key, STEPS),
     }
     out = {"params": analysis.num_params(params)}

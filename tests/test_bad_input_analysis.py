@@ -121,6 +121,8 @@ CASES = [
      r"k=2 asks for 4 eigenpairs"),
     ("eigs-k-bool", lambda: analysis.hessian_eigs(quad_loss, QP, *QUAD, k=True), TypeError,
      r"k must be an int, got True"),
+    ("eigs-reorthogonalise", lambda: analysis.hessian_eigs(quad_loss, QP, *QUAD, k=1, reorthogonalise="some"),
+     ValueError, "reorthogonalise='some' is invalid; expected one of 'partial', 'full'"),
     ("eigs-which", lambda: analysis.hessian_eigs(quad_loss, QP, *QUAD, k=1, which="top"), ValueError,
      r"which='top' is invalid; expected one of 'largest'"),
     ("eigs-num-matvecs-zero", lambda: analysis.hessian_eigs(quad_loss, QP, *QUAD, k=1, num_matvecs=0), ValueError,
