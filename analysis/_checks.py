@@ -254,7 +254,7 @@ class DataSource:
 
 
 SOURCE_ROUTINES = ("hvp, dense_hessian, hessian_spectrum, hessian_eigs, hessian_trace, spectral_density, "
-                   "gradient_curvature, loss_along_direction, interpolate and loss_surface_2d")
+                   "block_curvature, gradient_curvature, loss_along_direction, interpolate and loss_surface_2d")
 
 
 def check_inputs(loss_fn: Callable, params: PyTree, batch: tuple, *, microbatched: bool,

@@ -7,6 +7,11 @@ so its nonzero spectrum and its trace are those of ``H_bb``. Each block runs Lan
 program, vectorised over blocks (``vmap``, ``batch_size`` blocks at a time), so a network with ten layers compiles
 once, not twenty times, and each Hessian-vector product serves ``batch_size`` blocks.
 
+Over a data source (:class:`analysis.Batches`) the blocks run in lockstep from the host and share every pass over
+the data: ``num_matvecs`` passes for all the Lanczos recurrences, one for all the residuals and three for all the
+Hutch++ stages (:func:`analysis.trace.hutch_plus_plus_stacked` with one group per block), with the same start
+vector and probes as over arrays.
+
 A block smaller than ``num_matvecs`` exhausts its Krylov space: :func:`analysis.lanczos.tridiagonal_eigh` keeps the
 valid part, which then holds the block's exact spectrum. Hutch++ with a sketch at least as large as the block is
 exact in the same way.
@@ -21,13 +26,13 @@ import jax
 import jax.numpy as jnp
 
 from analysis._checks import check_key, check_positive_int
-from analysis._objective import block_mask, flat_dtype, make_objective
+from analysis._objective import block_mask, flat_dtype, flat_view, make_objective, source_matmat
 from analysis.batches import checked_source
 from analysis.curvatures import Curvature, with_curvature
 from analysis.density import default_probe_batch
 from analysis.hessian import num_params
-from analysis.lanczos import lanczos_ritz, residual_norms, ritz_pairs
-from analysis.trace import hutch_plus_plus
+from analysis.lanczos import lanczos_ritz, lanczos_ritz_stacked, residual_norms, ritz_pairs
+from analysis.trace import hutch_plus_plus, hutch_plus_plus_stacked
 
 PyTree = Any
 
@@ -63,6 +68,34 @@ def _block_curvature(loss_fn, params, batch, masks, eig_key, trace_key, num_matv
     return jax.lax.map(one, masks, batch_size=batch_size)
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _masked(masks, rows_per_block, U):
+    """``m_b * U`` for rows grouped by block (``rows_per_block`` consecutive rows per block)."""
+    return jnp.repeat(masks, rows_per_block, axis=0) * U
+
+
+_top_pairs = jax.jit(jax.vmap(ritz_pairs, in_axes=(0, 0, 0, None, None, None)), static_argnums=(3, 4, 5))
+_top_residuals = jax.jit(jax.vmap(residual_norms))
+
+
+def _block_curvature_source(run, params, masks, eig_key, trace_key, num_matvecs, trace_matvecs, batch_size):
+    """:func:`_block_curvature` over a data source: every pass multiplies one stack of vectors of all blocks."""
+    theta, _ = flat_view(params, None)
+    matmat = source_matmat(run, None, batch_size)
+    blocks = masks.shape[0]
+
+    def product(U):  # rows grouped by block, each through its masked operator
+        rows = U.shape[0] // blocks
+        return _masked(masks, rows, matmat(_masked(masks, rows, U)))
+
+    start = jax.random.normal(eig_key, theta.shape, theta.dtype)
+    ritz, S, Q = lanczos_ritz_stacked(product, _masked(masks, 1, jnp.broadcast_to(start, masks.shape)), num_matvecs)
+    values, vectors = _top_pairs(ritz, S, Q, 1, "largest", num_matvecs)  # (blocks, 1) and (blocks, 1, n)
+    residuals = _top_residuals(product(vectors[:, 0])[:, None], values, vectors)
+    trace, error = hutch_plus_plus_stacked(product, trace_key, theta, trace_matvecs, blocks)
+    return values[:, 0], residuals[:, 0], trace, error
+
+
 def block_curvature(
     loss_fn: Callable,
     params: PyTree,
@@ -77,14 +110,17 @@ def block_curvature(
     """Top eigenvalue and trace of every diagonal Hessian block, in one compiled program.
 
     Args:
-      loss_fn, params, *batch: as in :func:`analysis.dense_hessian` (array data).
+      loss_fn, params, *batch: as in :func:`analysis.dense_hessian`; the data may be one :class:`analysis.Batches`
+        (``num_matvecs + 4`` passes over it, shared by all blocks; see the module notes).
       blocks: ``{name: block}`` with each ``block`` a valid ``block=`` argument (a path prefix or a sequence of
         them, see :func:`analysis.layer_blocks`); the blocks may overlap.
       num_matvecs: Lanczos steps per block (at most ``n``; a smaller block is solved exactly, see the module notes).
       trace_matvecs: Hutch++ products per block (at least 4).
       key: PRNG key (default ``PRNGKey(0)``): one start vector and one set of probes, each masked per block.
       batch_size: blocks vectorised together (memory of ``batch_size`` Krylov bases of ``num_matvecs + 1`` rows of
-        ``n``). Default: all blocks while their bases total at most 1 GiB, else as many as fit.
+        ``n``). Default: all blocks while their bases total at most 1 GiB, else as many as fit. Over a data source
+        all the bases are held (the blocks run in lockstep) and ``batch_size`` is the number of products vectorised
+        per batch.
       curvature: as in :func:`analysis.hessian_eigs`.
 
     Returns:
@@ -92,13 +128,10 @@ def block_curvature(
 
     Raises:
       ValueError / TypeError: no blocks, a block that selects nothing, ``num_matvecs`` above ``n``, too few
-        ``trace_matvecs``, an invalid key, a data source (not supported here), invalid inputs (see
-        :func:`analysis.hvp`).
+        ``trace_matvecs``, an invalid key, invalid inputs (see :func:`analysis.hvp`).
     """
     loss_fn = with_curvature(loss_fn, curvature)
-    if checked_source(loss_fn, params, batch, microbatched=False) is not None:
-        raise ValueError("block_curvature takes array data; over an analysis.Batches source call hessian_eigs and "
-                         "hessian_trace with block= for each block.")
+    source = checked_source(loss_fn, params, batch, microbatched=False)
     if not isinstance(blocks, dict) or not blocks:
         raise ValueError(f"blocks={blocks!r} is invalid; expected a non-empty dict {{name: block}}, e.g. "
                          "analysis.layer_blocks(params).")
@@ -122,6 +155,11 @@ def block_curvature(
         batch_size = default_probe_batch(len(blocks), num_matvecs + 1, n, dtype.itemsize)
     batch_size = check_positive_int(batch_size, "batch_size")
     eig_key, trace_key = jax.random.split(key)
+    if source is not None:
+        top, residual, trace, error = _block_curvature_source(
+            source._run(loss_fn, params, "block_curvature"), params, masks, eig_key, trace_key, num_matvecs,
+            trace_matvecs, batch_size)
+        return BlockCurvature(tuple(blocks), tuple(sizes), top, residual, trace, error)
     top, residual, trace, error = _block_curvature(loss_fn, params, batch, masks, eig_key, trace_key, num_matvecs,
                                                    trace_matvecs, batch_size)
     return BlockCurvature(tuple(blocks), tuple(sizes), top, residual, trace, error)

@@ -111,21 +111,38 @@ def hutchinson_stacked(matmat: Callable, key: jax.Array, like: jax.Array, num_pr
     return _stacked_mean_and_error(probes, matmat(probes))
 
 
-def hutch_plus_plus_stacked(matmat: Callable, key: jax.Array, like: jax.Array, num_matvecs: int):
-    """:func:`hutch_plus_plus` with the products of each stage in one ``matmat`` call (three passes)."""
+def hutch_plus_plus_stacked(matmat: Callable, key: jax.Array, like: jax.Array, num_matvecs: int, groups: int = 1):
+    """:func:`hutch_plus_plus` with the products of each stage in one ``matmat`` call (three passes), for
+    ``groups`` operators at once: ``matmat`` takes ``(groups * p, n)`` rows, group-major, and applies operator ``g``
+    to the ``p`` rows of group ``g`` (every group gets the same probes, as :func:`hutch_plus_plus` with the same
+    key). Returns the estimates and standard errors, ``(groups,)`` each."""
     sketch = num_matvecs // 3
     rest = num_matvecs - 2 * sketch
+    n = like.shape[0]
     k_sketch, k_probe = jax.random.split(key)
     S = matfree.stochtrace.sampler_signs(like, num=sketch)(k_sketch)
-    Q, _ = jnp.linalg.qr(matmat(S).T)
-    top = jnp.sum(Q.T * matmat(Q.T))
-
-    def deflate(Z):  # rows of Z
-        return Z - (Z @ Q) @ Q.T
-
+    Y = matmat(jnp.tile(S, (groups, 1))).reshape(groups, sketch, n)
+    Q = _orthonormal_rows(Y)  # (groups, s, n): per group, an orthonormal basis of range(H S), as rows
+    top = jnp.sum(Q * matmat(Q.reshape(groups * sketch, n)).reshape(groups, sketch, n), axis=(1, 2))
     probes = matfree.stochtrace.sampler_signs(like, num=rest)(k_probe)
-    mean, sem = _stacked_mean_and_error(probes, deflate(matmat(deflate(probes))))
+    deflated = _deflate(Q, jnp.broadcast_to(probes, (groups, rest, n)))
+    products = _deflate(Q, matmat(deflated.reshape(groups * rest, n)).reshape(groups, rest, n))
+    mean, sem = _grouped_mean_and_error(probes, products)
     return top + mean, sem
+
+
+@jax.jit
+def _orthonormal_rows(Y):
+    return jnp.swapaxes(jax.vmap(lambda y: jnp.linalg.qr(y.T)[0])(Y), 1, 2)
+
+
+@jax.jit
+def _deflate(Q, V):
+    """Per group, the rows of ``V`` projected off the span of the rows of ``Q``."""
+    return V - jnp.einsum("gps,gsn->gpn", jnp.einsum("gpn,gsn->gps", V, Q), Q)
+
+
+_grouped_mean_and_error = jax.jit(jax.vmap(_mean_and_error, in_axes=(None, 0)))
 
 
 @functools.partial(
@@ -194,7 +211,7 @@ def hessian_trace(
         if method == "hutchinson":
             est, sem = hutchinson_stacked(matmat, key, theta, num_matvecs)
         else:
-            est, sem = hutch_plus_plus_stacked(matmat, key, theta, num_matvecs)
+            est, sem = (value[0] for value in hutch_plus_plus_stacked(matmat, key, theta, num_matvecs))
         return TraceEstimate(est, sem, num_matvecs, method)
     est, sem = _hessian_trace(loss_fn, params, batch, key, num_matvecs, method, microbatched, block, batch_size)
     return TraceEstimate(est, sem, num_matvecs, method)
