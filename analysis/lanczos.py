@@ -188,9 +188,9 @@ def _partial_step(state: LanczosState, orth: _Orthogonality, w: jax.Array, j: An
     estimate = jnp.where(older & (b > 0), t / jnp.where(b > 0, b, 1), 0)
     needed = orth.force | (jnp.max(jnp.abs(estimate)) > eps ** PARTIAL_LEVEL)
 
-    # Not lax.cond: a branch taking the basis as an operand can make XLA copy the whole basis every step (measured:
-    # as slow as full reorthogonalisation). A loop of zero trip count reads nothing, and under vmap it runs for the
-    # members that need it.
+    # A loop whose trip count is zero when no pass is needed reads nothing. Not lax.cond: under vmap (SLQ probes,
+    # blocks) a cond becomes a select that computes the full pass for every member at every step, whereas this loop
+    # runs only at the steps where some member needs it.
     w, coef = _reorthogonalise(Q, w, jnp.where(needed, j + 1, 0))
     state = _append(state, w, j, a + coef[j])
     q_next = state.Q[j + 1]
