@@ -1,7 +1,7 @@
 """HVP cost and Lanczos on an accelerator, ANCHORS.md setting B (benchmarks/setting_b.py), float32 at the highest
 matmul precision, in one process: our HVP (``analysis.hvp``) against the gradient, their compiled memory, PyTorch's
 double-backward HVP on the same architecture when torch is importable, and 90-step Lanczos (``analysis.hessian_eigs``,
-full reorthogonalisation): first call (compile included) and steady-state time against the time of its HVPs alone.
+its default partial reorthogonalisation): first call (compile included) and steady-state time against the time of its HVPs alone.
 
 Usage: python benchmarks/accelerator.py [--json PATH] [--repeats 10] [--scale 1.0] [--models mlp,cnn]
 (``--scale 0.05`` runs the same code in seconds on a CPU). Prints a table and writes JSON; asserts nothing.

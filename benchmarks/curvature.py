@@ -365,7 +365,7 @@ def report(res: dict) -> None:
           f"{d['eigvalsh_first_call_s']:.2f} s = {d['total_first_call_s']:.2f} s (warm Hessian {d['hessian_warm_s']:.2f} s)")
     if "dense_10k" in res:
         print(f"Dense 10k: {res['dense_10k']}")
-    print("\nLanczos top-5 (full reorthogonalisation)")
+    print("\nLanczos top-5 (partial reorthogonalisation, the default)")
     for m, r in res["lanczos"].items():
         print(f"  {m:>3} matvecs: {r['time_s']*ms:.1f} ms (first call {r['first_call_s']:.2f} s), "
               f"top-5 rel err {r['top5_rel_err']:.1e}, top-1 {r['top1_rel_err']:.1e}")

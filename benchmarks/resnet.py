@@ -5,8 +5,8 @@ Same network on both sides: jaxdl's ResNet20 (NHWC) and the identical PyTorch mo
 eval mode (running averages). Data: the first ``--images`` (default 64) scikit-learn digits as 1-channel images,
 bilinearly resized from 8x8 to ``--size``, labels 0-9. Before the Hessian is measured the network is trained for
 ``--train-steps`` SGD steps in training mode (batch statistics), so the running averages and the weights are not
-the initial ones. Reference: float64 (same weights): Lanczos with full reorthogonalisation (top-5, residuals
-reported), Hutch++ (trace, its standard error reported), SLQ with many probes (density; its own error estimated as
+the initial ones. Reference: float64 (same weights): Lanczos with the default partial reorthogonalisation (top-5,
+residuals reported), Hutch++ (trace, its standard error reported), SLQ with many probes (density; its own error estimated as
 half the Wasserstein-1 distance between its two halves of probes). Errors: relative for eigenvalues (max over
 top-5) and trace; W1 to the reference measure for the density.
 

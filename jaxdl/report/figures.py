@@ -64,7 +64,7 @@ def report_captions(config: ReportConfig, results: ReportResults) -> dict[str, s
         "spectral_density": "Hessian spectral density at the end of training by stochastic Lanczos quadrature "
                             "(log scale) over the histogram of the exact spectrum (where a dense Hessian fits).",
         "extreme_eigenvalues": f"The {len(results.lanczos.eigenvalues) // 2} most negative and largest Hessian "
-                               "eigenvalues by Lanczos with full reorthogonalisation; error bars are residual norms "
+                               "eigenvalues by Lanczos with partial reorthogonalisation; error bars are residual norms "
                                "||Hv - lambda v||.",
         "eigenvector_slices": "Training loss along the top and bottom Hessian eigenvectors (solid) and the quadratic "
                               "model from the gradient and the eigenvalue (dashed).",
